@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs every system dependency of takt from Debian packages.
+# Idempotent and non-interactive: packages already present are skipped, so a
+# second run costs a dpkg query and nothing else.
+set -euo pipefail
+
+packages=(
+  # toolchain
+  build-essential cmake ninja-build pkg-config clang-format git
+  # libraries
+  libboost-dev libboost-system-dev nlohmann-json3-dev libsqlite3-dev libssl-dev
+  libxgboost-dev libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev libzstd-dev
+  # tests and benchmarks
+  libgtest-dev libgmock-dev googletest libbenchmark-dev
+  # reference implementation for prediction-equality tests (Debian's python)
+  python3-xgboost python3-numpy curl
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+echo "install-deps: installing ${missing[*]}"
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,43 @@
+// File: core/config.h
+//
+// takt's configuration. Every setting comes, in order of precedence, from a
+// command-line flag, a TAKT_* environment variable, the config file, or the
+// built-in default. A setting is known by one name in all three places:
+// flag `--data-dir`, variable `TAKT_DATA_DIR`, file key `data-dir`.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/result.h"
+
+namespace takt {
+
+struct Config {
+  std::string data_dir = "./takt-data";
+  std::string master_key_file;  // empty: <data_dir>/master.key
+  std::string address = "127.0.0.1";
+  int port = 8080;
+  int http_threads = 4;
+  int workers = 2;  // concurrent pipeline runs
+  std::string log_format = "text";
+  std::string log_level = "info";
+  std::string url = "http://127.0.0.1:8080";  // where the CLI finds the server
+  std::string token;                          // the CLI's credential
+  std::string credentials_file;               // empty: $HOME/.config/takt/credentials
+
+  std::string MasterKeyPath() const;
+  std::string CredentialsPath() const;
+};
+
+// The names every source accepts ("data-dir", "port", ...).
+const std::vector<std::string>& ConfigKeys();
+
+// Merges the sources. `flags` holds only the flags given on the command line,
+// by key. `config_file` empty: $TAKT_CONFIG, else none. Unknown keys in the
+// file, or values of the wrong type anywhere, are InvalidArgument naming the
+// source and key ("TAKT_PORT: 'abc' is not a number").
+Result<Config> LoadConfig(const std::map<std::string, std::string>& flags, std::string config_file = "");
+
+}  // namespace takt
