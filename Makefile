@@ -1,0 +1,44 @@
+# takt: two commands do everything on a fresh machine.
+#   make demo   install dependencies, build, run the welding-robot lifecycle end to end, leave the server up
+#   make test   install dependencies, build, run every test
+BUILD ?= build
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?=
+ifeq ($(CI),true)
+  CMAKE_FLAGS += -DTAKT_WERROR=ON
+endif
+
+.PHONY: all deps configure build test demo demo-ci format clean asan bench
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+$(BUILD)/build.ninja: CMakeLists.txt
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS)
+
+configure: deps $(BUILD)/build.ninja
+
+build: configure
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 900
+
+demo: build
+	bash scripts/demo.sh
+
+# The demo, non-interactively: runs the slice and exits (used by CI and tests).
+demo-ci: build
+	TAKT_DEMO_EXIT=1 bash scripts/demo.sh
+
+# An ASan+UBSan build of the tests.
+asan:
+	$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DTAKT_SANITIZE=ON"
+
+format:
+	clang-format -i $$(git ls-files 'src/*.cc' 'src/*.h')
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,99 @@
+#include "api/platform.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+
+#include "core/json.h"
+
+namespace takt::api {
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string DbPath(const Config& c) { return (fs::path(c.data_dir) / "takt.db").string(); }
+
+Status MigrateAll(Platform& p) {
+  TAKT_RETURN_IF_ERROR(p.iam->Migrate());
+  TAKT_RETURN_IF_ERROR(p.catalog->Migrate());
+  TAKT_RETURN_IF_ERROR(p.events->Migrate());
+  TAKT_RETURN_IF_ERROR(p.registry->Migrate());
+  TAKT_RETURN_IF_ERROR(p.serving->Migrate());
+  TAKT_RETURN_IF_ERROR(p.runs->Migrate());
+  return Ok();
+}
+
+Result<std::unique_ptr<Platform>> Assemble(const Config& config) {
+  auto p = std::make_unique<Platform>();
+  p->config = config;
+  TAKT_ASSIGN_OR_RETURN(crypto::Keyring keyring, crypto::Keyring::Load(config.MasterKeyPath()));
+  p->keyring = std::make_unique<crypto::Keyring>(std::move(keyring));
+  TAKT_ASSIGN_OR_RETURN(p->db, store::OpenSqlite(DbPath(config)));
+  TAKT_ASSIGN_OR_RETURN(p->blobs, blob::BlobStore::Open(fs::path(config.data_dir) / "blobs", p->keyring.get()));
+  p->iam = std::make_unique<iam::IamService>(p->db.get());
+  p->catalog = std::make_unique<catalog::CatalogService>(p->db.get(), p->blobs.get());
+  p->events = std::make_unique<events::EventBus>(p->db.get());
+  p->registry = std::make_unique<registry::RegistryService>(p->db.get());
+  p->serving = std::make_unique<serving::ServingService>(p->db.get(), p->blobs.get(), p->registry.get());
+  p->runs = std::make_unique<pipeline::RunService>(p->db.get(), p->blobs.get(), p->catalog.get(), p->registry.get());
+  TAKT_RETURN_IF_ERROR(MigrateAll(*p));
+  return p;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Platform>> Platform::Open(const Config& config) {
+  if (!fs::exists(DbPath(config))) {
+    return FailedPrecondition("data directory " + config.data_dir +
+                              " is not initialised: run `takt init --data-dir " + config.data_dir + "` first");
+  }
+  return Assemble(config);
+}
+
+void Platform::Start() {
+  events->RegisterTarget("deploy", [this](const events::Event& e, const events::Rule& rule) -> Status {
+    TAKT_ASSIGN_OR_RETURN(Json data, ParseJson(e.data_json, "event data"));
+    TAKT_ASSIGN_OR_RETURN(Json cfg, ParseJson(rule.target_config_json, "rule target config"));
+    std::string stage = cfg.value("stage", "dev");
+    TAKT_RETURN_IF_ERROR(serving->Deploy(data.value("group", ""), data.value("version", 0), stage, e.id));
+    return Ok();
+  });
+  runs->OnRunFinished([this](const std::string&) { events->Notify(); });
+  if (auto s = serving->LoadAll(); !s) spdlog::error("loading endpoints: {}", s.error().ToString());
+  if (auto s = runs->RecoverInterrupted(); !s) spdlog::error("recovering runs: {}", s.error().ToString());
+  events->Start();
+  runs->Start(config.workers);
+}
+
+void Platform::Stop() {
+  if (runs) runs->Stop();
+  if (events) events->Stop();
+}
+
+Platform::~Platform() { Stop(); }
+
+Result<InitResult> Initialize(const Config& config, const std::string& admin_name) {
+  std::error_code ec;
+  if (fs::exists(DbPath(config))) {
+    return AlreadyExists("data directory " + config.data_dir + " is already initialised");
+  }
+  fs::create_directories(config.data_dir, ec);
+  if (ec) return Unavailable("cannot create data directory " + config.data_dir + ": " + ec.message());
+  ::chmod(config.data_dir.c_str(), 0700);
+  std::string key_path = config.MasterKeyPath();
+  bool key_given = !config.master_key_file.empty() && fs::exists(key_path);
+  if (!key_given) TAKT_RETURN_IF_ERROR(crypto::Keyring::CreateMasterKeyFile(key_path));
+  TAKT_ASSIGN_OR_RETURN(auto platform, Assemble(config));
+  auto created = platform->iam->CreatePrincipal(admin_name, "user", {"admin"}, {});
+  if (!created) return std::unexpected(created.error().WithContext("creating the admin principal"));
+  IgnoreError(platform->iam->Audit({.principal = admin_name,
+                                    .action = "principal:create",
+                                    .resource = "principals/" + admin_name,
+                                    .allowed = true,
+                                    .status = 201,
+                                    .detail = "takt init"}));
+  return InitResult{config.data_dir, key_path, admin_name, created->second};
+}
+
+}  // namespace takt::api

@@ -1,0 +1,517 @@
+#include "api/routes.h"
+
+#include <spdlog/spdlog.h>
+
+#include <charconv>
+
+#include "core/json.h"
+#include "frame/csv.h"
+#include "serving/protocols.h"
+
+namespace takt::api {
+namespace {
+
+using http::Request;
+using http::Response;
+
+constexpr size_t kMaxUploadBytes = size_t{1} << 30;  // 1 GiB per dataset upload
+
+Response JsonOk(const Json& j, int status = 200) { return http::JsonResponse(status, j.dump()); }
+
+template <typename T>
+Response Render(const Result<T>& r, const std::function<Json(const T&)>& fn, int status = 200) {
+  if (!r) return http::ErrorResponse(r.error());
+  return JsonOk(fn(*r), status);
+}
+
+Result<int> ParseInt(std::string_view s, std::string_view what) {
+  int v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size()) {
+    return InvalidArgument(std::string(what) + " '" + std::string(s) + "' is not a number");
+  }
+  return v;
+}
+
+Status RequireJson(const Request& req) {
+  if (req.body.empty()) return Ok();
+  if (req.ContentType() != "application/json") {
+    return UnsupportedMedia("expected Content-Type application/json, got '" + std::string(req.ContentType()) + "'");
+  }
+  return Ok();
+}
+
+Json ToJson(const iam::Principal& p) {
+  return {{"id", p.id},         {"name", p.name},     {"kind", p.kind},
+          {"personas", p.personas}, {"denies", p.denies}, {"created_at", p.created_at}};
+}
+
+Json ToJson(const catalog::DatasetVersion& v) {
+  Json schema = Json::array();
+  for (const auto& f : v.schema.fields) {
+    schema.push_back({{"name", f.name}, {"type", std::string(frame::TypeName(f.type))}, {"nullable", f.nullable}});
+  }
+  return {{"dataset", v.dataset},         {"version", v.version},           {"rows", v.rows},
+          {"source_bytes", v.source_bytes}, {"stored_bytes", v.stored_bytes}, {"content_hash", v.content_hash},
+          {"source", v.source},           {"created_by", v.created_by},     {"created_at", v.created_at},
+          {"schema", schema}};
+}
+
+Json ToJson(const catalog::Dataset& d) {
+  return {{"name", d.name},
+          {"description", d.description},
+          {"owner", d.owner},
+          {"created_at", d.created_at},
+          {"latest_version", d.latest_version}};
+}
+
+Json ToJson(const pipeline::Run& r) {
+  Json steps = Json::array();
+  for (const auto& s : r.steps) {
+    steps.push_back({{"name", s.name},
+                     {"kind", s.kind},
+                     {"status", s.status},
+                     {"started_at", s.started_at},
+                     {"finished_at", s.finished_at},
+                     {"error", s.error},
+                     {"outputs", Json::parse(s.outputs_json, nullptr, false)},
+                     {"metrics", Json::parse(s.metrics_json, nullptr, false)}});
+  }
+  return {{"id", r.id},
+          {"pipeline", r.pipeline},
+          {"project", r.project},
+          {"status", r.status},
+          {"created_by", r.created_by},
+          {"created_at", r.created_at},
+          {"started_at", r.started_at},
+          {"finished_at", r.finished_at},
+          {"error", r.error},
+          {"spec_hash", r.spec_hash},
+          {"steps", steps}};
+}
+
+Json ToJson(const registry::ModelVersion& v) {
+  return {{"group", v.group},
+          {"version", v.version},
+          {"status", v.status},
+          {"framework", v.framework},
+          {"artifact", v.blob_id},
+          {"feature_names", v.feature_names},
+          {"metrics", Json::parse(v.metrics_json, nullptr, false)},
+          {"params", Json::parse(v.params_json, nullptr, false)},
+          {"lineage", {{"dataset", v.dataset}, {"dataset_version", v.dataset_version}, {"run_id", v.run_id}}},
+          {"created_by", v.created_by},
+          {"created_at", v.created_at},
+          {"decided_by", v.decided_by},
+          {"decided_at", v.decided_at},
+          {"comment", v.comment}};
+}
+
+Json ToJson(const serving::Endpoint& e) {
+  return {{"name", e.name},
+          {"stage", e.stage},
+          {"model_group", e.model_group},
+          {"model_version", e.model_version},
+          {"status", e.status},
+          {"created_at", e.created_at},
+          {"updated_at", e.updated_at},
+          {"last_event_id", e.last_event_id}};
+}
+
+Json TableToJson(const frame::Table& t) {
+  Json cols = Json::array();
+  for (const auto& c : t.columns) cols.push_back({{"name", c.field.name}, {"type", frame::TypeName(c.field.type)}});
+  Json rows = Json::array();
+  for (size_t r = 0; r < t.num_rows(); ++r) {
+    Json row = Json::array();
+    for (const auto& c : t.columns) {
+      if (c.IsNull(r)) {
+        row.push_back(nullptr);
+      } else if (c.field.type == frame::Type::kString || c.field.type == frame::Type::kTimestamp) {
+        row.push_back(c.AsText(r));
+      } else if (c.field.type == frame::Type::kBool) {
+        row.push_back(c.ints[r] != 0);
+      } else if (c.field.type == frame::Type::kInt64) {
+        row.push_back(c.ints[r]);
+      } else {
+        row.push_back(c.doubles[r]);
+      }
+    }
+    rows.push_back(std::move(row));
+  }
+  return {{"columns", cols}, {"rows", rows}};
+}
+
+frame::Table Head(frame::Table t, size_t n) {
+  for (auto& c : t.columns) {
+    size_t k = std::min(n, c.size());
+    if (!c.ints.empty()) c.ints.resize(k);
+    if (!c.doubles.empty()) c.doubles.resize(k);
+    if (!c.strings.empty()) c.strings.resize(k);
+    if (!c.valid.empty()) c.valid.resize(k);
+  }
+  return t;
+}
+
+// Renders a table as CSV or JSON, as the client asked with ?format= or Accept.
+Response TableResponse(const Request& req, const frame::Table& t) {
+  std::string format = req.Query("format").value_or("");
+  if (format.empty()) format = req.Header("accept").find("text/csv") != std::string::npos ? "csv" : "json";
+  if (format == "csv") {
+    Response r;
+    r.content_type = "text/csv";
+    r.body = frame::WriteCsv(t);
+    return r;
+  }
+  if (format != "json") return http::ErrorResponse(InvalidArgument("format '" + format + "' is not csv or json"));
+  return JsonOk(TableToJson(t));
+}
+
+// The matrix of an inference request, by content type.
+Result<ml::Matrix> InvocationRows(const Request& req, const serving::LoadedModel& m) {
+  std::string_view ct = req.ContentType();
+  if (req.body.empty()) return InvalidArgument("the request body is empty");
+  if (ct == "text/csv") return serving::ParseCsvRows(req.body, m.feature_names.size());
+  if (ct == "application/json") return serving::ParseJsonInstances(req.body, m.feature_names.size());
+  return UnsupportedMedia("Content-Type '" + std::string(ct) + "' is not supported: use text/csv or application/json");
+}
+
+}  // namespace
+
+std::shared_ptr<http::Router> BuildRouter(Platform& p) {
+  auto router = std::make_shared<http::Router>();
+  auto add = [&](std::string method, std::string pattern, std::string action, http::Handler h,
+                 size_t max_body = size_t{1} << 20) {
+    router->Add(http::Route{std::move(method), std::move(pattern), std::move(action), false, max_body, std::move(h)});
+  };
+  auto add_public = [&](std::string method, std::string pattern, http::Handler h) {
+    router->Add(http::Route{std::move(method), std::move(pattern), "", true, 0, std::move(h)});
+  };
+
+  // Health: public, no data.
+  add_public("GET", "/healthz", [](Request&) { return JsonOk({{"status", "ok"}}); });
+  add_public("GET", "/v2/health/live", [](Request&) { return JsonOk({{"live", true}}); });
+  add_public("GET", "/v2/health/ready", [](Request&) { return JsonOk({{"ready", true}}); });
+
+  // Identity.
+  add("GET", "/api/v1/whoami", "principal:whoami", [&p](Request& req) {
+    return Render<iam::Principal>(p.iam->Get(req.principal_id), [](const auto& x) { return ToJson(x); });
+  });
+  add("GET", "/api/v1/principals", "principal:list", [&p](Request&) {
+    return Render<std::vector<iam::Principal>>(p.iam->List(), [](const auto& v) {
+      Json a = Json::array();
+      for (const auto& x : v) a.push_back(ToJson(x));
+      return a;
+    });
+  });
+  add("POST", "/api/v1/principals", "principal:create", [&p](Request& req) {
+    if (auto s = RequireJson(req); !s) return http::ErrorResponse(s.error());
+    auto body = ParseJson(req.body, "request body");
+    if (!body) return http::ErrorResponse(body.error());
+    auto name = GetString(*body, "name", "request body");
+    if (!name) return http::ErrorResponse(name.error());
+    std::vector<std::string> personas, denies;
+    try {
+      personas = body->value("personas", std::vector<std::string>{});
+      denies = body->value("denies", std::vector<std::string>{});
+    } catch (const std::exception&) {
+      return http::ErrorResponse(InvalidArgument("request body: personas and denies must be lists of strings"));
+    }
+    auto created = p.iam->CreatePrincipal(*name, body->value("kind", "user"), personas, denies);
+    if (!created) return http::ErrorResponse(created.error());
+    return JsonOk({{"principal", ToJson(created->first)}, {"token", created->second}}, 201);
+  });
+
+  // Catalog.
+  add(
+      "POST", "/api/v1/datasets/{name}/versions", "dataset:create",
+      [&p](Request& req) {
+        if (req.ContentType() != "text/csv") {
+          return http::ErrorResponse(UnsupportedMedia("dataset upload: expected Content-Type text/csv, got '" +
+                                                      std::string(req.ContentType()) + "'"));
+        }
+        std::string source = "upload:" + req.Query("source").value_or("request");
+        auto v = p.catalog->IngestCsv(req.path_params["name"], req.body, source, req.principal_id,
+                                      req.Query("description").value_or(""));
+        return Render<catalog::DatasetVersion>(v, [](const auto& x) { return ToJson(x); }, 201);
+      },
+      kMaxUploadBytes);
+  add("GET", "/api/v1/datasets", "dataset:list", [&p](Request&) {
+    return Render<std::vector<catalog::Dataset>>(p.catalog->List(), [](const auto& v) {
+      Json a = Json::array();
+      for (const auto& x : v) a.push_back(ToJson(x));
+      return a;
+    });
+  });
+  add("GET", "/api/v1/datasets/{name}", "dataset:describe", [&p](Request& req) {
+    auto d = p.catalog->Get(req.path_params["name"]);
+    if (!d) return http::ErrorResponse(d.error());
+    auto versions = p.catalog->Versions(d->name);
+    if (!versions) return http::ErrorResponse(versions.error());
+    Json j = ToJson(*d);
+    j["versions"] = Json::array();
+    for (const auto& v : *versions) j["versions"].push_back(ToJson(v));
+    return JsonOk(j);
+  });
+  add("GET", "/api/v1/datasets/{name}/rows", "dataset:read", [&p](Request& req) {
+    int version = 0;
+    int limit = 20;
+    if (auto v = req.Query("version")) {
+      auto parsed = ParseInt(*v, "version");
+      if (!parsed) return http::ErrorResponse(parsed.error());
+      version = *parsed;
+    }
+    if (auto l = req.Query("limit")) {
+      auto parsed = ParseInt(*l, "limit");
+      if (!parsed || *parsed < 1) return http::ErrorResponse(InvalidArgument("limit must be a positive number"));
+      limit = *parsed;
+    }
+    auto t = p.catalog->Read(req.path_params["name"], version);
+    if (!t) return http::ErrorResponse(t.error());
+    return TableResponse(req, Head(std::move(*t), static_cast<size_t>(limit)));
+  });
+
+  // Pipelines and runs.
+  add("POST", "/api/v1/runs", "pipeline:run", [&p](Request& req) {
+    auto ct = req.ContentType();
+    if (ct != "application/yaml" && ct != "application/x-yaml" && ct != "text/yaml" && ct != "text/plain") {
+      return http::ErrorResponse(
+          UnsupportedMedia("pipeline: expected Content-Type application/yaml, got '" + std::string(ct) + "'"));
+    }
+    return Render<pipeline::Run>(p.runs->Submit(req.body, req.principal_id), [](const auto& r) { return ToJson(r); },
+                                 201);
+  });
+  add("GET", "/api/v1/runs", "run:list", [&p](Request& req) {
+    int limit = 50;
+    if (auto l = req.Query("limit")) limit = ParseInt(*l, "limit").value_or(50);
+    return Render<std::vector<pipeline::Run>>(p.runs->List(limit), [](const auto& v) {
+      Json a = Json::array();
+      for (const auto& x : v) a.push_back(ToJson(x));
+      return a;
+    });
+  });
+  add("GET", "/api/v1/runs/{id}", "run:describe", [&p](Request& req) {
+    return Render<pipeline::Run>(p.runs->Get(req.path_params["id"]), [](const auto& r) { return ToJson(r); });
+  });
+  add("GET", "/api/v1/runs/{id}/logs", "run:logs", [&p](Request& req) {
+    int64_t after = 0;
+    if (auto a = req.Query("after")) after = ParseInt(*a, "after").value_or(0);
+    return Render<std::vector<pipeline::LogLine>>(p.runs->Logs(req.path_params["id"], after), [](const auto& v) {
+      Json a = Json::array();
+      for (const auto& l : v) a.push_back({{"seq", l.seq}, {"time", l.time}, {"step", l.step}, {"line", l.line}});
+      return a;
+    });
+  });
+  add("GET", "/api/v1/runs/{id}/steps/{step}/outputs/{output}", "run:read-artifact", [&p](Request& req) {
+    auto t = p.runs->OutputTable(req.path_params["id"], req.path_params["step"], req.path_params["output"]);
+    if (!t) return http::ErrorResponse(t.error());
+    return TableResponse(req, *t);
+  });
+
+  // Registry.
+  add("GET", "/api/v1/models", "model:list", [&p](Request&) {
+    return Render<std::vector<registry::ModelGroup>>(p.registry->ListGroups(), [](const auto& v) {
+      Json a = Json::array();
+      for (const auto& g : v) {
+        a.push_back({{"name", g.name},
+                     {"project", g.project},
+                     {"created_at", g.created_at},
+                     {"latest_version", g.latest_version},
+                     {"approved_versions", g.approved_versions}});
+      }
+      return a;
+    });
+  });
+  add("GET", "/api/v1/models/{group}", "model:describe", [&p](Request& req) {
+    return Render<std::vector<registry::ModelVersion>>(p.registry->ListVersions(req.path_params["group"]),
+                                                       [](const auto& v) {
+                                                         Json a = Json::array();
+                                                         for (const auto& x : v) a.push_back(ToJson(x));
+                                                         return a;
+                                                       });
+  });
+  add("GET", "/api/v1/models/{group}/versions/{version}", "model:describe", [&p](Request& req) {
+    auto version = ParseInt(req.path_params["version"], "version");
+    if (!version) return http::ErrorResponse(version.error());
+    return Render<registry::ModelVersion>(p.registry->GetVersion(req.path_params["group"], *version),
+                                          [](const auto& x) { return ToJson(x); });
+  });
+  for (const char* verb : {"approve", "reject"}) {
+    bool approve = std::string_view(verb) == "approve";
+    add("POST", std::string("/api/v1/models/{group}/versions/{version}/") + verb,
+        approve ? "model:approve" : "model:reject", [&p, approve](Request& req) {
+          if (auto s = RequireJson(req); !s) return http::ErrorResponse(s.error());
+          std::string comment;
+          if (!req.body.empty()) {
+            auto body = ParseJson(req.body, "request body");
+            if (!body) return http::ErrorResponse(body.error());
+            if (!body->is_object()) return http::ErrorResponse(InvalidArgument("request body: expected an object"));
+            auto c = body->find("comment");
+            if (c != body->end() && !c->is_string()) {
+              return http::ErrorResponse(InvalidArgument("request body: comment must be a string"));
+            }
+            if (c != body->end()) comment = c->get<std::string>();
+          }
+          auto version = ParseInt(req.path_params["version"], "version");
+          if (!version) return http::ErrorResponse(version.error());
+          auto r = approve ? p.registry->Approve(req.path_params["group"], *version, req.principal_id, comment)
+                           : p.registry->Reject(req.path_params["group"], *version, req.principal_id, comment);
+          if (r) p.events->Notify();
+          return Render<registry::ModelVersion>(r, [](const auto& x) { return ToJson(x); });
+        });
+  }
+
+  // Endpoints (control plane).
+  add("GET", "/api/v1/endpoints", "endpoint:list", [&p](Request&) {
+    return Render<std::vector<serving::Endpoint>>(p.serving->List(), [](const auto& v) {
+      Json a = Json::array();
+      for (const auto& x : v) a.push_back(ToJson(x));
+      return a;
+    });
+  });
+  add("GET", "/api/v1/endpoints/{name}", "endpoint:describe", [&p](Request& req) {
+    auto e = p.serving->Get(req.path_params["name"]);
+    if (!e) return http::ErrorResponse(e.error());
+    Json j = ToJson(*e);
+    if (auto m = p.serving->Find(e->name)) j["feature_names"] = (*m)->feature_names;
+    return JsonOk(j);
+  });
+
+  // Events and audit.
+  add("GET", "/api/v1/events", "event:list", [&p](Request&) {
+    return Render<std::vector<events::Event>>(p.events->List(100), [](const auto& v) {
+      Json a = Json::array();
+      for (const auto& e : v) {
+        a.push_back({{"specversion", "1.0"},
+                     {"id", e.id},
+                     {"type", e.type},
+                     {"source", e.source},
+                     {"subject", e.subject},
+                     {"time", e.time},
+                     {"data", Json::parse(e.data_json, nullptr, false)},
+                     {"delivered_at", e.delivered_at}});
+      }
+      return a;
+    });
+  });
+  add("GET", "/api/v1/audit", "audit:list", [&p](Request& req) {
+    iam::AuditQuery q;
+    q.principal = req.Query("principal").value_or("");
+    q.action_prefix = req.Query("action").value_or("");
+    q.resource_prefix = req.Query("resource").value_or("");
+    if (auto l = req.Query("limit")) q.limit = ParseInt(*l, "limit").value_or(100);
+    return Render<std::vector<iam::AuditRecord>>(p.iam->ListAudit(q), [](const auto& v) {
+      Json a = Json::array();
+      for (const auto& r : v) {
+        a.push_back({{"id", r.id},
+                     {"time", r.time},
+                     {"principal", r.principal},
+                     {"action", r.action},
+                     {"resource", r.resource},
+                     {"allowed", r.allowed},
+                     {"status", r.status},
+                     {"detail", r.detail}});
+      }
+      return a;
+    });
+  });
+
+  // Inference: Open Inference Protocol v2.
+  add("GET", "/v2/models/{name}", "endpoint:describe", [&p](Request& req) {
+    auto m = p.serving->Find(req.path_params["name"]);
+    if (!m) return http::ErrorResponse(m.error());
+    return http::JsonResponse(200, serving::RenderOipMetadata((*m)->endpoint, (*m)->version, (*m)->feature_names));
+  });
+  add("GET", "/v2/models/{name}/ready", "endpoint:describe", [&p](Request& req) {
+    auto m = p.serving->Find(req.path_params["name"]);
+    if (!m) return http::ErrorResponse(m.error());
+    return JsonOk({{"name", (*m)->endpoint}, {"ready", true}});
+  });
+  add(
+      "POST", "/v2/models/{name}/infer", "endpoint:invoke",
+      [&p](Request& req) {
+        auto m = p.serving->Find(req.path_params["name"]);
+        if (!m) return http::ErrorResponse(m.error());
+        if (req.ContentType() != "application/json") {
+          return http::ErrorResponse(UnsupportedMedia("expected Content-Type application/json, got '" +
+                                                      std::string(req.ContentType()) + "'"));
+        }
+        auto parsed = serving::ParseOipInfer(req.body, (*m)->feature_names);
+        if (!parsed) return http::ErrorResponse(parsed.error());
+        auto preds = (*m)->model->Predict(parsed->rows);
+        if (!preds) return http::ErrorResponse(preds.error());
+        return http::JsonResponse(200, serving::RenderOipInfer((*m)->endpoint, (*m)->version, parsed->id, *preds));
+      },
+      size_t{16} << 20);
+
+  // Inference: SageMaker runtime.
+  add(
+      "POST", "/endpoints/{name}/invocations", "endpoint:invoke",
+      [&p](Request& req) {
+        auto m = p.serving->Find(req.path_params["name"]);
+        if (!m) return http::ErrorResponse(m.error());
+        auto rows = InvocationRows(req, **m);
+        if (!rows) return http::ErrorResponse(rows.error());
+        auto preds = (*m)->model->Predict(*rows);
+        if (!preds) return http::ErrorResponse(preds.error());
+        Response r;
+        std::string accept = req.Header("accept");
+        bool csv = accept.find("text/csv") != std::string::npos ||
+                   (accept.find("application/json") == std::string::npos && req.ContentType() == "text/csv");
+        r.content_type = csv ? "text/csv" : "application/json";
+        r.body = csv ? serving::RenderCsvPredictions(*preds) : serving::RenderJsonPredictions(*preds);
+        r.headers.emplace_back("x-Amzn-Invoked-Production-Variant",
+                               (*m)->group + "-v" + std::to_string((*m)->version));
+        return r;
+      },
+      size_t{16} << 20);
+
+  return router;
+}
+
+void InstallHooks(http::Server& server, Platform& p) {
+  server.SetBeforeHook([&p](const http::Route& route, Request& req) -> std::optional<Response> {
+    if (route.is_public) return std::nullopt;
+    std::string auth = req.Header("authorization");
+    std::string token;
+    if (auth.rfind("Bearer ", 0) == 0) token = auth.substr(7);
+    auto principal = p.iam->Authenticate(token);
+    if (!principal) {
+      req.principal_id = "anonymous";
+      Response r = http::ErrorResponse(principal.error());
+      r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"takt\"");
+      return r;
+    }
+    req.principal_id = principal->name;
+    iam::Decision d = iam::Authorize(*principal, route.action);
+    if (!d.allowed) return http::ErrorResponse(PermissionDenied(d.reason));
+    return std::nullopt;
+  });
+  server.SetAfterHook([&p](const http::Route& route, const Request& req, const Response& res) {
+    spdlog::debug("{} {} {} {} {}", req.principal_id.empty() ? "-" : req.principal_id, req.method, req.path,
+                  res.status, route.action);
+    if (route.is_public) return;
+    bool refused = res.status == 401 || res.status == 403;
+    bool mutation = req.method != "GET" && route.action != "endpoint:invoke";
+    bool data_read = route.action == "dataset:read" || route.action == "run:read-artifact";
+    if (!refused && !mutation && !data_read) return;
+    std::string resource = req.path;
+    if (resource.rfind("/api/v1/", 0) == 0) resource = resource.substr(8);
+    std::string detail;
+    if (res.status >= 400) {
+      auto j = Json::parse(res.body, nullptr, false);
+      if (j.is_object() && j.contains("error") && j["error"].is_object()) {
+        detail = j["error"].value("code", "") + ": " + j["error"].value("message", "");
+      }
+    }
+    auto s = p.iam->Audit({.principal = req.principal_id.empty() ? "anonymous" : req.principal_id,
+                           .action = route.action,
+                           .resource = resource,
+                           .allowed = !refused,
+                           .status = res.status,
+                           .detail = detail});
+    if (!s) spdlog::error("audit write failed: {}", s.error().ToString());
+  });
+}
+
+}  // namespace takt::api

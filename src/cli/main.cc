@@ -1,0 +1,882 @@
+// The `takt` binary: the server (`takt server`) and its CLI, one program.
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include "api/platform.h"
+#include "api/routes.h"
+#include "cli/output.h"
+#include "core/config.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "frame/csv.h"
+#include "http/client.h"
+#include "http/server.h"
+#include "http/url.h"
+#include "sim/weld.h"
+
+namespace takt::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Everything a command needs: the merged configuration and how to print.
+struct Context {
+  std::map<std::string, std::string> flags;  // settings given as flags
+  std::string config_file;
+  std::string output = "table";
+  Config config;
+  std::optional<http::Client> client;
+
+  Status Load() {
+    TAKT_ASSIGN_OR_RETURN(config, LoadConfig(flags, config_file));
+    // The credentials file fills in what neither flags nor environment gave.
+    std::ifstream in(config.CredentialsPath());
+    if (in) {
+      std::stringstream ss;
+      ss << in.rdbuf();
+      auto j = ParseJson(ss.str(), "credentials file " + config.CredentialsPath());
+      if (j && j->is_object()) {
+        if (config.token.empty()) config.token = j->value("token", "");
+        if (!flags.contains("url") && !std::getenv("TAKT_URL")) config.url = j->value("url", config.url);
+      }
+    }
+    return Ok();
+  }
+
+  bool json() const { return output == "json"; }
+
+  Result<http::Client*> Client() {
+    if (!client) {
+      TAKT_ASSIGN_OR_RETURN(http::Client c, http::Client::Create(config.url));
+      if (!config.token.empty()) c.SetHeader("Authorization", "Bearer " + config.token);
+      c.SetTimeout(std::chrono::seconds(600));
+      client.emplace(std::move(c));
+    }
+    return &*client;
+  }
+
+  // Sends a request; a non-2xx reply becomes the Error the server described.
+  Result<Json> Call(std::string_view method, const std::string& target, std::string_view body = {},
+                    std::string_view content_type = {}, const std::function<void(size_t, size_t)>& progress = {}) {
+    TAKT_ASSIGN_OR_RETURN(http::Client * c, Client());
+    TAKT_ASSIGN_OR_RETURN(http::ClientResponse r, c->Send(method, target, body, content_type, progress));
+    if (r.status >= 200 && r.status < 300) {
+      if (r.content_type.find("json") == std::string::npos) return Json(r.body);
+      return ParseJson(r.body, "server reply");
+    }
+    auto j = Json::parse(r.body, nullptr, false);
+    std::string code = "INTERNAL", message = "HTTP " + std::to_string(r.status);
+    if (j.is_object() && j.contains("error") && j["error"].is_object()) {
+      code = j["error"].value("code", code);
+      message = j["error"].value("message", message);
+    }
+    Code c2 = Code::kInternal;
+    for (Code k : {Code::kInvalidArgument, Code::kUnauthenticated, Code::kPermissionDenied, Code::kNotFound,
+                   Code::kAlreadyExists, Code::kConflict, Code::kFailedPrecondition, Code::kPayloadTooLarge,
+                   Code::kUnsupportedMedia, Code::kResourceExhausted, Code::kUnavailable}) {
+      if (CodeName(k) == code) c2 = k;
+    }
+    if (c2 == Code::kUnauthenticated) message += " (log in with `takt login --token <token>` or set TAKT_TOKEN)";
+    return MakeError(c2, message);
+  }
+};
+
+std::string Enc(std::string_view s) { return http::PercentEncode(s); }
+
+std::string Str(const Json& j, const char* key) {
+  if (!j.contains(key) || j[key].is_null()) return "";
+  if (j[key].is_string()) return j[key].get<std::string>();
+  return j[key].dump();
+}
+
+std::string Num(double v, int digits = 4) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
+  return buf;
+}
+
+std::string ShortTime(const std::string& iso) { return iso.size() >= 19 ? iso.substr(0, 19) + "Z" : iso; }
+
+Result<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return NotFound("cannot read " + path + ": " + std::strerror(errno));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void PrintJson(const Json& j) { std::cout << j.dump(2) << "\n"; }
+
+// ---------------------------------------------------------------- init, server, login
+
+Status CmdInit(Context& ctx, const std::string& admin) {
+  TAKT_ASSIGN_OR_RETURN(api::InitResult r, api::Initialize(ctx.config, admin));
+  if (ctx.json()) {
+    PrintJson({{"data_dir", r.data_dir},
+               {"master_key_file", r.master_key_file},
+               {"admin", r.admin_name},
+               {"token", r.admin_token}});
+    return Ok();
+  }
+  std::cout << "Initialised " << r.data_dir << "\n"
+            << "  master key   " << r.master_key_file << " (mode 0600: back it up; without it the data is lost)\n"
+            << "  admin        " << r.admin_name << "\n"
+            << "  admin token  " << r.admin_token << "\n\n"
+            << "The token is shown only this once. Start the server with `takt server --data-dir " << r.data_dir
+            << "`,\nthen `takt login --token <token>`.\n";
+  return Ok();
+}
+
+std::atomic<bool> g_stop{false};
+
+Status CmdServer(Context& ctx) {
+  TAKT_RETURN_IF_ERROR(InitLogging(ctx.config.log_format, ctx.config.log_level));
+  TAKT_ASSIGN_OR_RETURN(auto platform, api::Platform::Open(ctx.config));
+  platform->Start();
+  http::ServerOptions opts;
+  opts.address = ctx.config.address;
+  opts.port = static_cast<uint16_t>(ctx.config.port);
+  opts.threads = ctx.config.http_threads;
+  http::Server server(opts, api::BuildRouter(*platform));
+  api::InstallHooks(server, *platform);
+  TAKT_RETURN_IF_ERROR(server.Start());
+  spdlog::info("takt server listening on http://{}:{} (data dir {})", opts.address, server.port(),
+               ctx.config.data_dir);
+  // Tests and scripts read the bound port from this line when --port 0.
+  std::cout << "listening on http://" << opts.address << ":" << server.port() << std::endl;
+  struct sigaction sa {};
+  sa.sa_handler = [](int) { g_stop = true; };
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  spdlog::info("takt server stopping");
+  server.Stop();
+  platform->Stop();
+  return Ok();
+}
+
+Status CmdLogin(Context& ctx, const std::string& token) {
+  if (token.empty()) return InvalidArgument("--token is required (the token `takt init` or `principal create` printed)");
+  ctx.config.token = token;
+  TAKT_ASSIGN_OR_RETURN(Json me, ctx.Call("GET", "/api/v1/whoami"));
+  fs::path path = ctx.config.CredentialsPath();
+  std::error_code ec;
+  fs::create_directories(path.parent_path(), ec);
+  std::string tmp = path.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    if (!out) return Unavailable("cannot write " + tmp);
+    ::chmod(tmp.c_str(), 0600);
+    out << Json{{"url", ctx.config.url}, {"token", token}}.dump() << "\n";
+  }
+  fs::rename(tmp, path, ec);
+  if (ec) return Unavailable("cannot write " + path.string() + ": " + ec.message());
+  std::cout << "Logged in to " << ctx.config.url << " as " << me.value("name", "?") << " (credentials in "
+            << path.string() << ")\n";
+  return Ok();
+}
+
+Status CmdWhoami(Context& ctx) {
+  TAKT_ASSIGN_OR_RETURN(Json me, ctx.Call("GET", "/api/v1/whoami"));
+  if (ctx.json()) return PrintJson(me), Ok();
+  std::string personas;
+  for (const auto& p : me["personas"]) personas += (personas.empty() ? "" : ",") + p.get<std::string>();
+  std::cout << me.value("name", "") << " (" << me.value("kind", "") << ", personas " << personas << ") at "
+            << ctx.config.url << "\n";
+  return Ok();
+}
+
+// ---------------------------------------------------------------- principals
+
+Status CmdPrincipalCreate(Context& ctx, const std::string& name, const std::vector<std::string>& personas,
+                          const std::vector<std::string>& denies, bool service) {
+  Json body = {{"name", name}, {"kind", service ? "service" : "user"}, {"personas", personas}, {"denies", denies}};
+  TAKT_ASSIGN_OR_RETURN(Json r, ctx.Call("POST", "/api/v1/principals", body.dump(), "application/json"));
+  if (ctx.json()) return PrintJson(r), Ok();
+  std::cout << "Created principal " << name << "\n  token " << r.value("token", "")
+            << "\n(shown only this once)\n";
+  return Ok();
+}
+
+Status CmdPrincipalList(Context& ctx) {
+  TAKT_ASSIGN_OR_RETURN(Json r, ctx.Call("GET", "/api/v1/principals"));
+  if (ctx.json()) return PrintJson(r), Ok();
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& p : r) {
+    std::string personas, denies;
+    for (const auto& x : p["personas"]) personas += (personas.empty() ? "" : ",") + x.get<std::string>();
+    for (const auto& x : p["denies"]) denies += (denies.empty() ? "" : ",") + x.get<std::string>();
+    rows.push_back({Str(p, "name"), Str(p, "kind"), personas, denies, ShortTime(Str(p, "created_at"))});
+  }
+  PrintTable({"NAME", "KIND", "PERSONAS", "DENIES", "CREATED"}, rows);
+  return Ok();
+}
+
+// ---------------------------------------------------------------- sim
+
+Status CmdSimWeld(Context&, const sim::WeldOptions& o, const std::string& out_path) {
+  TAKT_RETURN_IF_ERROR(sim::ValidateWeldOptions(o));
+  if (out_path.empty()) return InvalidArgument("-o FILE is required (e.g. -o telemetry.csv)");
+  std::string tmp = out_path + ".tmp";
+  std::ofstream out(tmp, std::ios::trunc | std::ios::binary);
+  if (!out) return Unavailable("cannot write " + tmp);
+  Progress progress("sim weld");
+  uint64_t rows = 0;
+  TAKT_RETURN_IF_ERROR(sim::WriteWeldCsv(o, out, [&](uint64_t done, uint64_t total) {
+    rows = done;
+    progress.Update(done, total);
+  }));
+  out.close();
+  if (!out) return Unavailable("writing " + tmp + " failed");
+  std::error_code ec;
+  fs::rename(tmp, out_path, ec);
+  if (ec) return Unavailable("cannot rename " + tmp + ": " + ec.message());
+  progress.Finish("");
+  std::cout << "Wrote " << out_path << ": " << static_cast<uint64_t>(o.robots) * o.days * 24 << " rows, "
+            << o.robots << " robots in " << o.plants << " plants over " << o.days << " days ("
+            << HumanBytes(fs::file_size(out_path)) << ")\n";
+  return Ok();
+}
+
+// ---------------------------------------------------------------- datasets
+
+std::string SchemaLine(const Json& schema) {
+  std::string s;
+  for (const auto& f : schema) s += (s.empty() ? "" : ", ") + Str(f, "name") + ":" + Str(f, "type");
+  return s;
+}
+
+Status CmdDatasetIngest(Context& ctx, const std::string& name, const std::string& file,
+                        const std::string& description) {
+  TAKT_ASSIGN_OR_RETURN(std::string data, ReadFile(file));
+  Progress progress("upload " + fs::path(file).filename().string());
+  std::string target = "/api/v1/datasets/" + Enc(name) + "/versions?source=" + Enc(fs::path(file).filename().string());
+  if (!description.empty()) target += "&description=" + Enc(description);
+  TAKT_ASSIGN_OR_RETURN(Json v, ctx.Call("POST", target, data, "text/csv",
+                                         [&](size_t done, size_t total) { progress.Update(done, total); }));
+  progress.Finish("");
+  if (ctx.json()) return PrintJson(v), Ok();
+  std::cout << "Ingested " << name << " v" << v.value("version", 0) << ": " << v.value("rows", 0) << " rows, "
+            << v["schema"].size() << " columns, " << HumanBytes(v.value("source_bytes", 0)) << " → "
+            << HumanBytes(v.value("stored_bytes", 0)) << " encrypted\n";
+  return Ok();
+}
+
+Status CmdDatasetList(Context& ctx) {
+  TAKT_ASSIGN_OR_RETURN(Json r, ctx.Call("GET", "/api/v1/datasets"));
+  if (ctx.json()) return PrintJson(r), Ok();
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& d : r) {
+    rows.push_back({Str(d, "name"), Str(d, "latest_version"), Str(d, "owner"), ShortTime(Str(d, "created_at"))});
+  }
+  PrintTable({"NAME", "LATEST", "OWNER", "CREATED"}, rows);
+  return Ok();
+}
+
+Status CmdDatasetShow(Context& ctx, const std::string& name) {
+  TAKT_ASSIGN_OR_RETURN(Json d, ctx.Call("GET", "/api/v1/datasets/" + Enc(name)));
+  if (ctx.json()) return PrintJson(d), Ok();
+  std::cout << "Dataset " << Str(d, "name") << " (owner " << Str(d, "owner") << ", created "
+            << ShortTime(Str(d, "created_at")) << ")\n\nVersions:\n";
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& v : d["versions"]) {
+    rows.push_back({Str(v, "version"), Str(v, "rows"), HumanBytes(v.value("source_bytes", 0)),
+                    HumanBytes(v.value("stored_bytes", 0)), Str(v, "content_hash").substr(0, 12), Str(v, "source"),
+                    Str(v, "created_by"), ShortTime(Str(v, "created_at"))});
+  }
+  PrintTable({"VERSION", "ROWS", "SOURCE SIZE", "STORED", "CONTENT", "SOURCE", "BY", "CREATED"}, rows);
+  if (!d["versions"].empty()) {
+    const Json& latest = d["versions"].back();
+    std::cout << "\nSchema of v" << Str(latest, "version") << ":\n";
+    std::vector<std::vector<std::string>> fields;
+    for (const auto& f : latest["schema"]) {
+      fields.push_back({Str(f, "name"), Str(f, "type"), f.value("nullable", false) ? "yes" : "no"});
+    }
+    PrintTable({"COLUMN", "TYPE", "NULLABLE"}, fields);
+  }
+  return Ok();
+}
+
+void PrintRows(const Json& t) {
+  std::vector<std::string> header;
+  for (const auto& c : t["columns"]) header.push_back(Str(c, "name"));
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& r : t["rows"]) {
+    std::vector<std::string> row;
+    for (const auto& v : r) {
+      if (v.is_null()) row.push_back("");
+      else if (v.is_string()) row.push_back(v.get<std::string>());
+      else if (v.is_number_float()) row.push_back(Num(v.get<double>(), 3));
+      else row.push_back(v.dump());
+    }
+    rows.push_back(std::move(row));
+  }
+  PrintTable(header, rows);
+}
+
+Status CmdDatasetHead(Context& ctx, const std::string& name, int n, int version) {
+  std::string target = "/api/v1/datasets/" + Enc(name) + "/rows?limit=" + std::to_string(n);
+  if (version > 0) target += "&version=" + std::to_string(version);
+  TAKT_ASSIGN_OR_RETURN(Json t, ctx.Call("GET", target));
+  if (ctx.json()) return PrintJson(t), Ok();
+  PrintRows(t);
+  return Ok();
+}
+
+// ---------------------------------------------------------------- runs
+
+void PrintRun(const Json& run) {
+  std::cout << "Run " << Str(run, "id") << " of pipeline " << Str(run, "pipeline") << ": " << Str(run, "status")
+            << " (by " << Str(run, "created_by") << ", created " << ShortTime(Str(run, "created_at")) << ")\n";
+  if (!Str(run, "error").empty()) std::cout << "  error: " << Str(run, "error") << "\n";
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& s : run["steps"]) {
+    std::string metrics;
+    if (s["metrics"].is_object()) {
+      for (const auto& [k, v] : s["metrics"].items()) {
+        if (!v.is_number()) continue;
+        metrics += (metrics.empty() ? "" : " ") + k + "=" + (v.is_number_float() ? Num(v.get<double>()) : v.dump());
+      }
+    }
+    rows.push_back({Str(s, "name"), Str(s, "kind"), Str(s, "status"), metrics});
+  }
+  PrintTable({"STEP", "KIND", "STATUS", "METRICS"}, rows);
+}
+
+// Follows a run until it ends, printing each step as it finishes and its log.
+Result<Json> FollowRun(Context& ctx, const std::string& id, bool quiet) {
+  int64_t after = 0;
+  std::map<std::string, std::string> shown;
+  for (;;) {
+    TAKT_ASSIGN_OR_RETURN(Json logs, ctx.Call("GET", "/api/v1/runs/" + Enc(id) + "/logs?after=" + std::to_string(after)));
+    for (const auto& l : logs) {
+      after = std::max<int64_t>(after, l.value("seq", int64_t{0}));
+      if (!quiet) std::cerr << "  [" << Str(l, "step") << "] " << Str(l, "line") << "\n";
+    }
+    TAKT_ASSIGN_OR_RETURN(Json run, ctx.Call("GET", "/api/v1/runs/" + Enc(id)));
+    for (const auto& s : run["steps"]) {
+      std::string status = Str(s, "status");
+      if (shown[Str(s, "name")] != status && (status == "succeeded" || status == "failed")) {
+        shown[Str(s, "name")] = status;
+        if (!quiet) std::cerr << (status == "succeeded" ? "✓ " : "✗ ") << Str(s, "name") << " " << status << "\n";
+      }
+    }
+    std::string st = Str(run, "status");
+    if (st == "succeeded" || st == "failed") return run;
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  }
+}
+
+Status CmdPipelineRun(Context& ctx, const std::string& file, bool wait) {
+  TAKT_ASSIGN_OR_RETURN(std::string yaml, ReadFile(file));
+  TAKT_ASSIGN_OR_RETURN(Json run, ctx.Call("POST", "/api/v1/runs", yaml, "application/yaml"));
+  std::string id = Str(run, "id");
+  if (!wait) {
+    if (ctx.json()) return PrintJson(run), Ok();
+    std::cout << "Queued run " << id << " (follow it with `takt run logs " << id << " -f`)\n";
+    return Ok();
+  }
+  if (!ctx.json()) std::cerr << "Run " << id << " of " << Str(run, "pipeline") << " queued\n";
+  TAKT_ASSIGN_OR_RETURN(Json done, FollowRun(ctx, id, ctx.json()));
+  if (ctx.json()) {
+    PrintJson(done);
+  } else {
+    PrintRun(done);
+  }
+  if (Str(done, "status") != "succeeded") return FailedPrecondition("run " + id + " failed: " + Str(done, "error"));
+  return Ok();
+}
+
+Status CmdRunList(Context& ctx) {
+  TAKT_ASSIGN_OR_RETURN(Json r, ctx.Call("GET", "/api/v1/runs"));
+  if (ctx.json()) return PrintJson(r), Ok();
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& x : r) {
+    rows.push_back({Str(x, "id"), Str(x, "pipeline"), Str(x, "status"), Str(x, "created_by"),
+                    ShortTime(Str(x, "created_at")), ShortTime(Str(x, "finished_at"))});
+  }
+  PrintTable({"RUN", "PIPELINE", "STATUS", "BY", "CREATED", "FINISHED"}, rows);
+  return Ok();
+}
+
+Status CmdRunShow(Context& ctx, const std::string& id) {
+  TAKT_ASSIGN_OR_RETURN(Json run, ctx.Call("GET", "/api/v1/runs/" + Enc(id)));
+  if (ctx.json()) return PrintJson(run), Ok();
+  PrintRun(run);
+  return Ok();
+}
+
+Status CmdRunLogs(Context& ctx, const std::string& id, bool follow) {
+  if (follow) {
+    TAKT_ASSIGN_OR_RETURN(Json run, FollowRun(ctx, id, false));
+    std::cout << "run " << id << " " << Str(run, "status") << "\n";
+    return Ok();
+  }
+  TAKT_ASSIGN_OR_RETURN(Json logs, ctx.Call("GET", "/api/v1/runs/" + Enc(id) + "/logs"));
+  if (ctx.json()) return PrintJson(logs), Ok();
+  for (const auto& l : logs) {
+    std::cout << ShortTime(Str(l, "time")) << " [" << Str(l, "step") << "] " << Str(l, "line") << "\n";
+  }
+  return Ok();
+}
+
+Status CmdRunExport(Context& ctx, const std::string& id, const std::string& what, const std::string& file) {
+  auto slash = what.find('/');
+  if (slash == std::string::npos) return InvalidArgument("name the output as STEP/OUTPUT, e.g. features/latest");
+  std::string target = "/api/v1/runs/" + Enc(id) + "/steps/" + Enc(what.substr(0, slash)) + "/outputs/" +
+                       Enc(what.substr(slash + 1)) + "?format=csv";
+  TAKT_ASSIGN_OR_RETURN(Json body, ctx.Call("GET", target));
+  std::string csv = body.get<std::string>();
+  if (file.empty() || file == "-") {
+    std::cout << csv;
+    return Ok();
+  }
+  std::ofstream out(file, std::ios::trunc);
+  if (!out) return Unavailable("cannot write " + file);
+  out << csv;
+  std::cerr << "Wrote " << file << " (" << HumanBytes(csv.size()) << ")\n";
+  return Ok();
+}
+
+// ---------------------------------------------------------------- models
+
+std::string MetricsLine(const Json& m, std::initializer_list<const char*> keys) {
+  std::string s;
+  for (const char* k : keys) {
+    if (m.is_object() && m.contains(k) && m[k].is_number()) s += (s.empty() ? "" : " ") + std::string(k) + "=" + Num(m[k]);
+  }
+  return s;
+}
+
+Status CmdModelList(Context& ctx) {
+  TAKT_ASSIGN_OR_RETURN(Json r, ctx.Call("GET", "/api/v1/models"));
+  if (ctx.json()) return PrintJson(r), Ok();
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& g : r) {
+    rows.push_back({Str(g, "name"), Str(g, "project"), Str(g, "latest_version"), Str(g, "approved_versions"),
+                    ShortTime(Str(g, "created_at"))});
+  }
+  PrintTable({"MODEL GROUP", "PROJECT", "LATEST", "APPROVED", "CREATED"}, rows);
+  return Ok();
+}
+
+Status CmdModelShow(Context& ctx, const std::string& group, int version) {
+  if (version > 0) {
+    TAKT_ASSIGN_OR_RETURN(Json v, ctx.Call("GET", "/api/v1/models/" + Enc(group) + "/versions/" +
+                                                      std::to_string(version)));
+    if (ctx.json()) return PrintJson(v), Ok();
+    std::cout << Str(v, "group") << " v" << Str(v, "version") << ": " << Str(v, "status") << "\n"
+              << "  framework   " << Str(v, "framework") << ", " << v["feature_names"].size() << " features\n"
+              << "  metrics     " << MetricsLine(v["metrics"], {"auc", "pr_auc", "precision", "recall", "f1"})
+              << "\n"
+              << "  lineage     dataset " << Str(v["lineage"], "dataset") << " v"
+              << Str(v["lineage"], "dataset_version") << ", run " << Str(v["lineage"], "run_id") << "\n"
+              << "  created     " << ShortTime(Str(v, "created_at")) << " by " << Str(v, "created_by") << "\n";
+    if (!Str(v, "decided_by").empty()) {
+      std::cout << "  decided     " << ShortTime(Str(v, "decided_at")) << " by " << Str(v, "decided_by")
+                << (Str(v, "comment").empty() ? "" : ": " + Str(v, "comment")) << "\n";
+    }
+    return Ok();
+  }
+  TAKT_ASSIGN_OR_RETURN(Json r, ctx.Call("GET", "/api/v1/models/" + Enc(group)));
+  if (ctx.json()) return PrintJson(r), Ok();
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& v : r) {
+    rows.push_back({Str(v, "version"), Str(v, "status"), MetricsLine(v["metrics"], {"auc", "pr_auc", "recall"}),
+                    Str(v["lineage"], "dataset") + " v" + Str(v["lineage"], "dataset_version"),
+                    Str(v["lineage"], "run_id"), Str(v, "created_by"), Str(v, "decided_by")});
+  }
+  PrintTable({"VERSION", "STATUS", "METRICS", "DATASET", "RUN", "AUTHOR", "DECIDED BY"}, rows);
+  return Ok();
+}
+
+Status CmdModelDecide(Context& ctx, const std::string& group, int version, const std::string& comment, bool approve) {
+  Json body = {{"comment", comment}};
+  TAKT_ASSIGN_OR_RETURN(Json v, ctx.Call("POST",
+                                         "/api/v1/models/" + Enc(group) + "/versions/" + std::to_string(version) +
+                                             (approve ? "/approve" : "/reject"),
+                                         body.dump(), "application/json"));
+  if (ctx.json()) return PrintJson(v), Ok();
+  std::cout << Str(v, "group") << " v" << Str(v, "version") << " is now " << Str(v, "status") << " (by "
+            << Str(v, "decided_by") << ")\n";
+  if (approve) std::cout << "The release starts: it is deployed to the dev stage as endpoint " << group << "-dev\n";
+  return Ok();
+}
+
+// ---------------------------------------------------------------- endpoints
+
+Status CmdEndpointList(Context& ctx) {
+  TAKT_ASSIGN_OR_RETURN(Json r, ctx.Call("GET", "/api/v1/endpoints"));
+  if (ctx.json()) return PrintJson(r), Ok();
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& e : r) {
+    rows.push_back({Str(e, "name"), Str(e, "stage"), Str(e, "model_group") + " v" + Str(e, "model_version"),
+                    Str(e, "status"), ShortTime(Str(e, "updated_at"))});
+  }
+  PrintTable({"ENDPOINT", "STAGE", "MODEL", "STATUS", "UPDATED"}, rows);
+  return Ok();
+}
+
+Status CmdEndpointShow(Context& ctx, const std::string& name) {
+  TAKT_ASSIGN_OR_RETURN(Json e, ctx.Call("GET", "/api/v1/endpoints/" + Enc(name)));
+  if (ctx.json()) return PrintJson(e), Ok();
+  std::cout << "Endpoint " << Str(e, "name") << " (" << Str(e, "stage") << "): " << Str(e, "status") << ", serving "
+            << Str(e, "model_group") << " v" << Str(e, "model_version") << "\n"
+            << "  Open Inference Protocol  POST " << ctx.config.url << "/v2/models/" << Str(e, "name") << "/infer\n"
+            << "  SageMaker runtime        POST " << ctx.config.url << "/endpoints/" << Str(e, "name")
+            << "/invocations\n"
+            << "  features                 " << (e.contains("feature_names") ? e["feature_names"].size() : 0)
+            << "\n";
+  return Ok();
+}
+
+// Scores a CSV with a header: columns are matched to the endpoint's features
+// by name; --id-column values are shown beside the scores.
+Status CmdEndpointInvoke(Context& ctx, const std::string& name, const std::string& file,
+                         const std::vector<std::string>& id_columns, int top) {
+  TAKT_ASSIGN_OR_RETURN(Json e, ctx.Call("GET", "/api/v1/endpoints/" + Enc(name)));
+  if (!e.contains("feature_names")) return Unavailable("endpoint " + name + " is not serving yet");
+  auto features = e["feature_names"].get<std::vector<std::string>>();
+  TAKT_ASSIGN_OR_RETURN(std::string text, ReadFile(file));
+  auto table = frame::ReadCsv(text);
+  if (!table) return std::unexpected(table.error().WithContext(file));
+  std::vector<const frame::Column*> cols;
+  for (const auto& f : features) {
+    const frame::Column* c = table->Find(f);
+    if (!c) return InvalidArgument(file + ": column '" + f + "' (a feature of " + name + ") is missing");
+    cols.push_back(c);
+  }
+  for (const auto& id : id_columns) {
+    if (!table->Find(id)) return InvalidArgument(file + ": --id-column '" + id + "' is not a column");
+  }
+  std::string csv;
+  char buf[64];
+  for (size_t r = 0; r < table->num_rows(); ++r) {
+    for (size_t i = 0; i < cols.size(); ++i) {
+      if (i) csv += ',';
+      double v = cols[i]->AsDouble(r);
+      if (!std::isnan(v)) {
+        std::snprintf(buf, sizeof buf, "%.9g", v);
+        csv += buf;
+      }
+    }
+    csv += '\n';
+  }
+  TAKT_ASSIGN_OR_RETURN(http::Client * client, ctx.Client());
+  TAKT_ASSIGN_OR_RETURN(http::ClientResponse resp,
+                        client->Send("POST", "/endpoints/" + Enc(name) + "/invocations", csv, "text/csv"));
+  if (resp.status != 200) {
+    auto j = Json::parse(resp.body, nullptr, false);
+    std::string msg = j.is_object() && j.contains("error") ? j["error"].value("message", resp.body) : resp.body;
+    return MakeError(resp.status == 403 ? Code::kPermissionDenied : Code::kInvalidArgument, "invoking " + name + ": " + msg);
+  }
+  std::vector<double> scores;
+  std::istringstream in(resp.body);
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) scores.push_back(std::stod(line));
+  if (scores.size() != table->num_rows()) return Internal("the endpoint returned a wrong number of predictions");
+  std::vector<size_t> order(scores.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return scores[a] > scores[b]; });
+  if (top > 0 && order.size() > static_cast<size_t>(top)) order.resize(top);
+  std::string variant = resp.headers.count("x-amzn-invoked-production-variant")
+                            ? resp.headers["x-amzn-invoked-production-variant"]
+                            : "";
+  if (ctx.json()) {
+    Json out = Json::array();
+    for (size_t i : order) {
+      Json row = {{"score", scores[i]}};
+      for (const auto& id : id_columns) row[id] = table->Find(id)->AsText(i);
+      out.push_back(row);
+    }
+    return PrintJson({{"endpoint", name}, {"variant", variant}, {"predictions", out}}), Ok();
+  }
+  std::vector<std::string> header = id_columns;
+  header.push_back("P(FAIL WITHIN 24H)");
+  header.push_back("");
+  std::vector<std::vector<std::string>> rows;
+  for (size_t i : order) {
+    std::vector<std::string> row;
+    for (const auto& id : id_columns) row.push_back(table->Find(id)->AsText(i));
+    row.push_back(Num(scores[i], 3));
+    row.push_back(std::string(static_cast<size_t>(std::lround(scores[i] * 20)), '#'));
+    rows.push_back(std::move(row));
+  }
+  PrintTable(header, rows);
+  std::cerr << "(" << table->num_rows() << " rows scored by " << name << ", variant " << variant << ")\n";
+  return Ok();
+}
+
+// ---------------------------------------------------------------- events, audit
+
+Status CmdEventList(Context& ctx) {
+  TAKT_ASSIGN_OR_RETURN(Json r, ctx.Call("GET", "/api/v1/events"));
+  if (ctx.json()) return PrintJson(r), Ok();
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& e : r) {
+    rows.push_back({ShortTime(Str(e, "time")), Str(e, "type"), Str(e, "subject"),
+                    Str(e, "delivered_at").empty() ? "pending" : "delivered"});
+  }
+  PrintTable({"TIME", "TYPE", "SUBJECT", "DELIVERY"}, rows);
+  return Ok();
+}
+
+Status CmdAuditList(Context& ctx, const std::string& principal, const std::string& action,
+                    const std::string& resource, int limit) {
+  std::string target = "/api/v1/audit?limit=" + std::to_string(limit);
+  if (!principal.empty()) target += "&principal=" + Enc(principal);
+  if (!action.empty()) target += "&action=" + Enc(action);
+  if (!resource.empty()) target += "&resource=" + Enc(resource);
+  TAKT_ASSIGN_OR_RETURN(Json r, ctx.Call("GET", target));
+  if (ctx.json()) return PrintJson(r), Ok();
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& a : r) {
+    rows.push_back({ShortTime(Str(a, "time")), Str(a, "principal"), Str(a, "action"), Str(a, "resource"),
+                    a.value("allowed", false) ? "allowed" : "DENIED", Str(a, "status"), Str(a, "detail")});
+  }
+  PrintTable({"TIME", "PRINCIPAL", "ACTION", "RESOURCE", "DECISION", "STATUS", "DETAIL"}, rows);
+  return Ok();
+}
+
+int ExitCode(const Error& e) {
+  switch (e.code()) {
+    case Code::kInvalidArgument: return 2;
+    case Code::kUnauthenticated:
+    case Code::kPermissionDenied: return 3;
+    case Code::kNotFound: return 4;
+    case Code::kUnavailable: return 5;
+    default: return 1;
+  }
+}
+
+}  // namespace
+
+int Main(int argc, char** argv) {
+  CLI::App app{"takt: an on-premises MLOps platform — governed data to monitored endpoints, in one binary"};
+  app.require_subcommand(1);
+  app.fallthrough();
+  app.set_version_flag("--version", "takt 0.1.0");
+  Context ctx;
+  std::map<std::string, std::string>& flags = ctx.flags;
+  auto setting = [&](CLI::App* cmd, const std::string& key, const std::string& help) {
+    cmd->add_option_function<std::string>("--" + key, [&flags, key](const std::string& v) { flags[key] = v; }, help);
+  };
+  auto output = [&](CLI::App* cmd) {
+    cmd->add_option("-o,--output", ctx.output, "table (default) or json")->check(CLI::IsMember({"table", "json"}));
+  };
+  app.add_option("--config", ctx.config_file, "config file (YAML; also TAKT_CONFIG)");
+  setting(&app, "url", "server URL (TAKT_URL; default http://127.0.0.1:8080)");
+  setting(&app, "token", "API token (TAKT_TOKEN; default from `takt login`)");
+  setting(&app, "data-dir", "data directory (TAKT_DATA_DIR; default ./takt-data)");
+  setting(&app, "log-level", "debug, info, warn, error");
+  setting(&app, "log-format", "text or json");
+  setting(&app, "credentials-file", "where `takt login` keeps the token");
+
+  Status status = Ok();
+  auto run = [&](std::function<Status()> fn) {
+    return [&status, &ctx, fn]() {
+      status = ctx.Load();
+      if (status) status = fn();
+    };
+  };
+
+  // init / server / login / whoami
+  std::string admin = "admin";
+  auto* init = app.add_subcommand("init", "create a data directory, its master key and an admin principal");
+  init->add_option("--admin", admin, "name of the admin principal");
+  setting(init, "master-key-file", "use this master key file instead of creating <data-dir>/master.key");
+  output(init);
+  init->callback(run([&] { return CmdInit(ctx, admin); }));
+
+  auto* server = app.add_subcommand("server", "run the platform: API, inference, scheduler and workers");
+  setting(server, "address", "listen address (default 127.0.0.1)");
+  setting(server, "port", "listen port (default 8080; 0 picks a free one)");
+  setting(server, "http-threads", "HTTP worker threads (default 4)");
+  setting(server, "workers", "concurrent pipeline runs (default 2)");
+  setting(server, "master-key-file", "master key file (default <data-dir>/master.key)");
+  server->callback(run([&] { return CmdServer(ctx); }));
+
+  std::string token;
+  auto* login = app.add_subcommand("login", "check a token against the server and remember it");
+  login->add_option("--with-token", token, "the token to store")->required();
+  login->callback(run([&] { return CmdLogin(ctx, token); }));
+
+  auto* whoami = app.add_subcommand("whoami", "show who the current token belongs to");
+  output(whoami);
+  whoami->callback(run([&] { return CmdWhoami(ctx); }));
+
+  // principal
+  auto* principal = app.add_subcommand("principal", "users and service identities")->require_subcommand(1)->fallthrough();
+  std::string p_name;
+  std::vector<std::string> personas, denies;
+  bool service = false;
+  auto* pc = principal->add_subcommand("create", "create a principal and print its token once");
+  pc->add_option("name", p_name, "principal name")->required();
+  pc->add_option("--persona", personas,
+                 "admin, data-engineer, data-scientist, ml-engineer, approver, auditor, service (repeatable)")
+      ->required();
+  pc->add_option("--deny", denies, "explicitly denied action pattern, e.g. dataset:read (repeatable)");
+  pc->add_flag("--service", service, "a service identity, not a person");
+  output(pc);
+  pc->callback(run([&] { return CmdPrincipalCreate(ctx, p_name, personas, denies, service); }));
+  auto* pl = principal->add_subcommand("list", "list principals");
+  output(pl);
+  pl->callback(run([&] { return CmdPrincipalList(ctx); }));
+
+  // sim
+  auto* simcmd = app.add_subcommand("sim", "simulators for demos and tests")->require_subcommand(1)->fallthrough();
+  sim::WeldOptions weld;
+  std::string sim_out;
+  auto* sw = simcmd->add_subcommand("weld", "hourly telemetry of welding-gun robots with failures");
+  sw->add_option("--robots", weld.robots, "number of robots")->capture_default_str();
+  sw->add_option("--plants", weld.plants, "number of plants")->capture_default_str();
+  sw->add_option("--days", weld.days, "days of hourly telemetry")->capture_default_str();
+  sw->add_option("--seed", weld.seed, "random seed (same seed, same data)")->capture_default_str();
+  sw->add_option("-o,--out", sim_out, "CSV file to write")->required();
+  sw->callback(run([&] { return CmdSimWeld(ctx, weld, sim_out); }));
+
+  // dataset
+  auto* dataset = app.add_subcommand("dataset", "the data catalog")->require_subcommand(1)->fallthrough();
+  std::string ds_name, ds_file, ds_description;
+  int head_n = 10, ds_version = 0;
+  auto* di = dataset->add_subcommand("ingest", "upload a CSV as a new immutable, encrypted dataset version");
+  di->add_option("name", ds_name, "dataset name")->required();
+  di->add_option("file", ds_file, "CSV file with a header row")->required();
+  di->add_option("--description", ds_description, "what the dataset holds");
+  output(di);
+  di->callback(run([&] { return CmdDatasetIngest(ctx, ds_name, ds_file, ds_description); }));
+  auto* dl = dataset->add_subcommand("list", "list datasets");
+  output(dl);
+  dl->callback(run([&] { return CmdDatasetList(ctx); }));
+  auto* ds = dataset->add_subcommand("show", "versions and schema of a dataset");
+  ds->add_option("name", ds_name, "dataset name")->required();
+  output(ds);
+  ds->callback(run([&] { return CmdDatasetShow(ctx, ds_name); }));
+  auto* dh = dataset->add_subcommand("head", "the first rows of a dataset version (an audited read)");
+  dh->add_option("name", ds_name, "dataset name")->required();
+  dh->add_option("-n", head_n, "rows")->capture_default_str();
+  dh->add_option("--version", ds_version, "version (default latest)");
+  output(dh);
+  dh->callback(run([&] { return CmdDatasetHead(ctx, ds_name, head_n, ds_version); }));
+
+  // pipeline / run
+  auto* pipeline = app.add_subcommand("pipeline", "pipelines of processing, training and evaluation")
+                       ->require_subcommand(1)->fallthrough();
+  std::string pipeline_file;
+  bool no_wait = false;
+  auto* pr = pipeline->add_subcommand("run", "submit a pipeline YAML and follow the run");
+  pr->add_option("file", pipeline_file, "pipeline YAML")->required();
+  pr->add_flag("--no-wait", no_wait, "return once the run is queued");
+  output(pr);
+  pr->callback(run([&] { return CmdPipelineRun(ctx, pipeline_file, !no_wait); }));
+
+  auto* runcmd = app.add_subcommand("run", "pipeline runs")->require_subcommand(1)->fallthrough();
+  std::string run_id, run_output, run_file;
+  bool follow = false;
+  auto* rl = runcmd->add_subcommand("list", "recent runs");
+  output(rl);
+  rl->callback(run([&] { return CmdRunList(ctx); }));
+  auto* rs = runcmd->add_subcommand("show", "a run's steps, states and metrics");
+  rs->add_option("id", run_id, "run id")->required();
+  output(rs);
+  rs->callback(run([&] { return CmdRunShow(ctx, run_id); }));
+  auto* rlog = runcmd->add_subcommand("logs", "a run's log");
+  rlog->add_option("id", run_id, "run id")->required();
+  rlog->add_flag("-f,--follow", follow, "follow until the run ends");
+  output(rlog);
+  rlog->callback(run([&] { return CmdRunLogs(ctx, run_id, follow); }));
+  auto* re = runcmd->add_subcommand("export", "download a table a step wrote, as CSV (an audited read)");
+  re->add_option("id", run_id, "run id")->required();
+  re->add_option("output", run_output, "STEP/OUTPUT, e.g. features/latest")->required();
+  re->add_option("--file", run_file, "file to write (default stdout)");
+  re->callback(run([&] { return CmdRunExport(ctx, run_id, run_output, run_file); }));
+
+  // model
+  auto* model = app.add_subcommand("model", "the model registry")->require_subcommand(1)->fallthrough();
+  std::string group, comment;
+  int version = 0;
+  auto* ml = model->add_subcommand("list", "model groups");
+  output(ml);
+  ml->callback(run([&] { return CmdModelList(ctx); }));
+  auto* ms = model->add_subcommand("show", "versions of a group, or one version");
+  ms->add_option("group", group, "model group")->required();
+  ms->add_option("version", version, "version");
+  output(ms);
+  ms->callback(run([&] { return CmdModelShow(ctx, group, version); }));
+  for (bool approve : {true, false}) {
+    auto* cmd = model->add_subcommand(approve ? "approve" : "reject",
+                                      approve ? "approve a version (starts its release)" : "reject a version");
+    cmd->add_option("group", group, "model group")->required();
+    cmd->add_option("version", version, "version")->required();
+    cmd->add_option("--comment", comment, "why");
+    output(cmd);
+    cmd->callback(run([&, approve] { return CmdModelDecide(ctx, group, version, comment, approve); }));
+  }
+
+  // endpoint
+  auto* endpoint = app.add_subcommand("endpoint", "online inference endpoints")->require_subcommand(1)->fallthrough();
+  std::string ep_name, ep_file;
+  std::vector<std::string> id_columns;
+  int top = 0;
+  auto* el = endpoint->add_subcommand("list", "endpoints in every stage");
+  output(el);
+  el->callback(run([&] { return CmdEndpointList(ctx); }));
+  auto* es = endpoint->add_subcommand("show", "an endpoint and how to call it");
+  es->add_option("name", ep_name, "endpoint")->required();
+  output(es);
+  es->callback(run([&] { return CmdEndpointShow(ctx, ep_name); }));
+  auto* ei = endpoint->add_subcommand("invoke", "score the rows of a CSV (with a header) and rank them");
+  ei->add_option("name", ep_name, "endpoint")->required();
+  ei->add_option("--file", ep_file, "CSV with the model's feature columns")->required();
+  ei->add_option("--id-column", id_columns, "column(s) to show beside each score (repeatable)");
+  ei->add_option("--top", top, "show only the N highest scores");
+  output(ei);
+  ei->callback(run([&] { return CmdEndpointInvoke(ctx, ep_name, ep_file, id_columns, top); }));
+
+  // event / audit
+  auto* event = app.add_subcommand("event", "the event outbox")->require_subcommand(1)->fallthrough();
+  auto* evl = event->add_subcommand("list", "recent events and their delivery");
+  output(evl);
+  evl->callback(run([&] { return CmdEventList(ctx); }));
+  auto* audit = app.add_subcommand("audit", "the audit log")->require_subcommand(1)->fallthrough();
+  std::string a_principal, a_action, a_resource;
+  int a_limit = 50;
+  auto* al = audit->add_subcommand("list", "who did what, allowed or denied, newest first");
+  al->add_option("--principal", a_principal, "only this principal");
+  al->add_option("--action", a_action, "only actions starting with this, e.g. dataset:");
+  al->add_option("--resource", a_resource, "only resources starting with this, e.g. datasets/weld-telemetry");
+  al->add_option("--limit", a_limit, "rows")->capture_default_str();
+  output(al);
+  al->callback(run([&] { return CmdAuditList(ctx, a_principal, a_action, a_resource, a_limit); }));
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  if (!status) {
+    std::cerr << "takt: " << CodeName(status.error().code()) << ": " << status.error().message() << "\n";
+    return ExitCode(status.error());
+  }
+  return 0;
+}
+
+}  // namespace takt::cli
+
+int main(int argc, char** argv) {
+  ::signal(SIGPIPE, SIG_IGN);
+  return takt::cli::Main(argc, argv);
+}

@@ -1,0 +1,190 @@
+#include "http/router.h"
+
+#include <algorithm>
+#include <optional>
+#include <set>
+
+#include "http/url.h"
+
+namespace takt::http {
+namespace {
+
+// "/a/b" -> {"a", "b"}; "/" -> {""}. `text` starts with '/'.
+std::vector<std::string_view> SplitSegments(std::string_view text) {
+  std::vector<std::string_view> out;
+  text.remove_prefix(1);
+  while (true) {
+    size_t slash = text.find('/');
+    out.push_back(text.substr(0, slash));
+    if (slash == std::string_view::npos) break;
+    text.remove_prefix(slash + 1);
+  }
+  return out;
+}
+
+}  // namespace
+
+Router::Pattern Router::Parse(std::string_view pattern) {
+  Pattern parsed;
+  if (pattern.empty() || pattern.front() != '/') {
+    parsed.error = "must start with '/'";
+    return parsed;
+  }
+  std::set<std::string, std::less<>> names;
+  std::vector<std::string_view> parts = SplitSegments(pattern);
+  for (size_t i = 0; i < parts.size(); ++i) {
+    std::string_view part = parts[i];
+    bool opens = part.find('{') != std::string_view::npos;
+    bool closes = part.find('}') != std::string_view::npos;
+    if (!opens && !closes) {
+      parsed.segments.push_back({Segment::kLiteral, std::string(part)});
+      continue;
+    }
+    if (part.size() < 3 || part.front() != '{' || part.back() != '}' ||
+        part.substr(1, part.size() - 2).find_first_of("{}") != std::string_view::npos) {
+      parsed.error = "segment '" + std::string(part) + "': braces must enclose a whole segment";
+      return parsed;
+    }
+    std::string_view name = part.substr(1, part.size() - 2);
+    Segment::Kind kind = Segment::kParam;
+    if (name.ends_with("...")) {
+      name.remove_suffix(3);
+      kind = Segment::kRest;
+      if (i + 1 != parts.size()) {
+        parsed.error = "'{" + std::string(name) + "...}' must be the last segment";
+        return parsed;
+      }
+    }
+    if (name.empty()) {
+      parsed.error = "segment '" + std::string(part) + "': empty parameter name";
+      return parsed;
+    }
+    if (!names.emplace(name).second) {
+      parsed.error = "parameter '" + std::string(name) + "' appears twice";
+      return parsed;
+    }
+    parsed.segments.push_back({kind, std::string(name)});
+  }
+  return parsed;
+}
+
+void Router::Add(Route route) {
+  patterns_.push_back(Parse(route.pattern));
+  routes_.push_back(std::move(route));
+}
+
+Match Router::Find(std::string_view method, std::string_view path,
+                   std::map<std::string, std::string>* params) const {
+  Match match;
+  if (path.empty() || path.front() != '/') return match;
+  std::vector<std::string_view> raw = SplitSegments(path);
+  std::vector<std::string> decoded;
+  decoded.reserve(raw.size());
+  for (std::string_view segment : raw) {
+    auto d = PercentDecode(segment);
+    if (!d) return match;
+    decoded.push_back(std::move(*d));
+  }
+
+  // Rank of a match, compared lexicographically: per segment 2 literal, 1 {name}, 0 {rest...}.
+  std::vector<int> best_rank;
+  std::map<std::string, std::string> best_params;
+  std::vector<std::string> other_methods;
+  std::vector<int> rank;
+  std::map<std::string, std::string> found;
+  for (size_t r = 0; r < routes_.size(); ++r) {
+    const Pattern& pattern = patterns_[r];
+    if (!pattern.error.empty()) continue;
+    rank.clear();
+    found.clear();
+    bool ok = true;
+    size_t i = 0;
+    for (const Segment& segment : pattern.segments) {
+      if (segment.kind == Segment::kRest) {
+        if (i >= raw.size()) {
+          ok = false;
+          break;
+        }
+        // The remainder of the raw path from this segment on, decoded as a whole.
+        size_t offset = static_cast<size_t>(raw[i].data() - path.data());
+        auto rest = PercentDecode(path.substr(offset));
+        if (!rest || rest->empty()) {
+          ok = false;
+          break;
+        }
+        found[segment.text] = std::move(*rest);
+        rank.push_back(0);
+        i = raw.size();
+        break;
+      }
+      if (i >= raw.size()) {
+        ok = false;
+        break;
+      }
+      if (segment.kind == Segment::kLiteral) {
+        if (decoded[i] != segment.text) {
+          ok = false;
+          break;
+        }
+        rank.push_back(2);
+      } else {
+        if (decoded[i].empty()) {
+          ok = false;
+          break;
+        }
+        found[segment.text] = decoded[i];
+        rank.push_back(1);
+      }
+      ++i;
+    }
+    if (!ok || i != raw.size()) continue;
+    const Route& route = routes_[r];
+    if (route.method != method) {
+      if (std::find(other_methods.begin(), other_methods.end(), route.method) == other_methods.end()) {
+        other_methods.push_back(route.method);
+      }
+      continue;
+    }
+    if (match.route == nullptr || rank > best_rank) {
+      match.route = &route;
+      best_rank = rank;
+      best_params = found;
+    }
+  }
+  if (match.route != nullptr) {
+    if (params != nullptr) *params = std::move(best_params);
+    return match;
+  }
+  if (!other_methods.empty()) {
+    match.method_not_allowed = true;
+    for (const std::string& m : other_methods) {
+      if (!match.allow.empty()) match.allow += ", ";
+      match.allow += m;
+    }
+  }
+  return match;
+}
+
+Status Router::Validate() const {
+  std::set<std::pair<std::string, std::string>> seen;
+  for (size_t r = 0; r < routes_.size(); ++r) {
+    const Route& route = routes_[r];
+    std::string name = route.method + " " + route.pattern;
+    if (!patterns_[r].error.empty()) return InvalidArgument("route " + name + ": " + patterns_[r].error);
+    if (route.method.empty()) return InvalidArgument("route " + name + ": no method");
+    if (!route.handler) return InvalidArgument("route " + name + ": no handler");
+    if (!route.is_public && route.action.empty()) {
+      return InvalidArgument("route " + name + ": a non-public route must declare its authorization action");
+    }
+    // Two patterns that differ only in parameter names are the same route.
+    std::string shape;
+    for (const Segment& s : patterns_[r].segments) {
+      shape += '/';
+      shape += s.kind == Segment::kLiteral ? s.text : s.kind == Segment::kParam ? "{}" : "{...}";
+    }
+    if (!seen.emplace(route.method, shape).second) return InvalidArgument("route " + name + " is declared twice");
+  }
+  return Ok();
+}
+
+}  // namespace takt::http
