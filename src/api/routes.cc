@@ -336,6 +336,20 @@ std::shared_ptr<http::Router> BuildRouter(Platform& p) {
     return Render<registry::ModelVersion>(p.registry->GetVersion(req.path_params["group"], *version),
                                           [](const auto& x) { return ToJson(x); });
   });
+  add("GET", "/api/v1/models/{group}/versions/{version}/artifact", "model:download", [&p](Request& req) {
+    auto version = ParseInt(req.path_params["version"], "version");
+    if (!version) return http::ErrorResponse(version.error());
+    auto v = p.registry->GetVersion(req.path_params["group"], *version);
+    if (!v) return http::ErrorResponse(v.error());
+    auto bytes = p.blobs->Get(v->blob_id);
+    if (!bytes) return http::ErrorResponse(bytes.error());
+    Response r;
+    r.content_type = "application/json";
+    r.body = std::move(*bytes);
+    r.headers.emplace_back("Content-Disposition", "attachment; filename=\"" + v->group + "-v" +
+                                                      std::to_string(v->version) + ".json\"");
+    return r;
+  });
   for (const char* verb : {"approve", "reject"}) {
     bool approve = std::string_view(verb) == "approve";
     add("POST", std::string("/api/v1/models/{group}/versions/{version}/") + verb,
@@ -493,7 +507,8 @@ void InstallHooks(http::Server& server, Platform& p) {
     if (route.is_public) return;
     bool refused = res.status == 401 || res.status == 403;
     bool mutation = req.method != "GET" && route.action != "endpoint:invoke";
-    bool data_read = route.action == "dataset:read" || route.action == "run:read-artifact";
+    bool data_read = route.action == "dataset:read" || route.action == "run:read-artifact" ||
+                     route.action == "model:download";
     if (!refused && !mutation && !data_read) return;
     std::string resource = req.path;
     if (resource.rfind("/api/v1/", 0) == 0) resource = resource.substr(8);

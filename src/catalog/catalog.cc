@@ -1,5 +1,7 @@
 #include "catalog/catalog.h"
 
+#include <optional>
+
 #include "core/json.h"
 #include "core/time.h"
 #include "crypto/crypto.h"
@@ -95,7 +97,16 @@ Result<DatasetVersion> CatalogService::IngestCsv(const std::string& name, std::s
                                                  const std::string& source, const std::string& principal,
                                                  const std::string& description) {
   TAKT_RETURN_IF_ERROR(ValidateDatasetName(name));
-  auto table = frame::ReadCsv(csv);
+  // A new version of an existing dataset keeps its schema: values are checked
+  // against it, so a non-numeric value in a numeric column is an error naming
+  // line and column. (Schema evolution comes with the data-hub issue.)
+  std::optional<frame::Schema> previous;
+  if (auto latest = GetVersion(name, 0)) {
+    previous = latest->schema;
+  } else if (latest.error().code() != Code::kNotFound) {
+    return std::unexpected(latest.error());
+  }
+  auto table = previous ? frame::ReadCsvWithSchema(csv, *previous) : frame::ReadCsv(csv);
   if (!table) return std::unexpected(table.error().WithContext("ingesting " + name + " from " + source));
   if (table->num_rows() == 0) return InvalidArgument("ingesting " + name + " from " + source + ": no data rows");
   std::string encoded = frame::EncodeTable(*table);

@@ -516,6 +516,24 @@ Status CmdModelDecide(Context& ctx, const std::string& group, int version, const
   return Ok();
 }
 
+Status CmdModelDownload(Context& ctx, const std::string& group, int version, const std::string& file) {
+  if (file.empty()) return InvalidArgument("--file is required");
+  TAKT_ASSIGN_OR_RETURN(http::Client * client, ctx.Client());
+  TAKT_ASSIGN_OR_RETURN(http::ClientResponse r, client->Send("GET", "/api/v1/models/" + Enc(group) + "/versions/" +
+                                                                        std::to_string(version) + "/artifact"));
+  if (r.status != 200) {
+    auto j = Json::parse(r.body, nullptr, false);
+    std::string msg = j.is_object() && j.contains("error") ? j["error"].value("message", r.body) : r.body;
+    return MakeError(r.status == 404 ? Code::kNotFound : r.status == 403 ? Code::kPermissionDenied : Code::kInternal,
+                     msg);
+  }
+  std::ofstream out(file, std::ios::binary | std::ios::trunc);
+  if (!out) return Unavailable("cannot write " + file);
+  out << r.body;
+  std::cerr << "Wrote " << file << " (" << HumanBytes(r.body.size()) << ", XGBoost JSON)\n";
+  return Ok();
+}
+
 // ---------------------------------------------------------------- endpoints
 
 Status CmdEndpointList(Context& ctx) {
@@ -825,6 +843,13 @@ int Main(int argc, char** argv) {
     output(cmd);
     cmd->callback(run([&, approve] { return CmdModelDecide(ctx, group, version, comment, approve); }));
   }
+
+  std::string model_file;
+  auto* md = model->add_subcommand("download", "download a version's model file (XGBoost JSON)");
+  md->add_option("group", group, "model group")->required();
+  md->add_option("version", version, "version")->required();
+  md->add_option("--file", model_file, "file to write")->required();
+  md->callback(run([&] { return CmdModelDownload(ctx, group, version, model_file); }));
 
   // endpoint
   auto* endpoint = app.add_subcommand("endpoint", "online inference endpoints")->require_subcommand(1)->fallthrough();

@@ -107,7 +107,8 @@ struct Client::Impl {
     request.target(BeastView(full_target));
     request.set(bhttp::field::host, BeastView(host_header));
     request.set(bhttp::field::user_agent, "takt");
-    for (const auto& [lower, header] : headers) request.set(BeastView(header.first), BeastView(header.second));
+    for (const auto& [lower, header] : headers)
+      request.set(BeastView(header.first), BeastView(header.second));
     if (!content_type.empty()) request.set(bhttp::field::content_type, BeastView(content_type));
     if (!body.empty() || method == "POST" || method == "PUT" || method == "PATCH") {
       request.content_length(body.size());
@@ -212,9 +213,9 @@ Result<Client> Client::Create(std::string_view base_url) {
     if (colon != std::string_view::npos) port = authority.substr(colon + 1);
   }
   if (host.empty()) return InvalidArgument("server URL has no host: '" + std::string(base_url) + "'");
-  if (port.empty() || port.size() > 5 || !std::all_of(port.begin(), port.end(), [](char c) {
-        return c >= '0' && c <= '9';
-      }) || std::stoi(std::string(port)) == 0 || std::stoi(std::string(port)) > 65535) {
+  if (port.empty() || port.size() > 5 ||
+      !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
+      std::stoi(std::string(port)) == 0 || std::stoi(std::string(port)) > 65535) {
     return InvalidArgument("server URL has an invalid port: '" + std::string(base_url) + "'");
   }
 

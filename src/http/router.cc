@@ -182,7 +182,8 @@ Status Router::Validate() const {
       shape += '/';
       shape += s.kind == Segment::kLiteral ? s.text : s.kind == Segment::kParam ? "{}" : "{...}";
     }
-    if (!seen.emplace(route.method, shape).second) return InvalidArgument("route " + name + " is declared twice");
+    if (!seen.emplace(route.method, shape).second)
+      return InvalidArgument("route " + name + " is declared twice");
   }
   return Ok();
 }

@@ -28,9 +28,11 @@ using Handler = std::function<Response(Request&)>;
 
 struct Route {
   std::string method;   // "GET"
-  std::string pattern;  // "/api/v1/models/{group}/versions/{version}" ; a last segment "{rest...}" matches the remainder
+  std::string pattern;  // "/api/v1/models/{group}/versions/{version}" ; a last segment "{rest...}" matches
+                        // the remainder
   std::string action;   // the authorization action, e.g. "model:approve"; "" only for public routes
-  bool is_public = false;  // public routes (health, login) skip authentication; they still must set is_public explicitly
+  bool is_public =
+      false;  // public routes (health, login) skip authentication; they still must set is_public explicitly
   size_t max_body_bytes = 1 << 20;
   Handler handler;
 };
@@ -50,7 +52,8 @@ class Router {
   // first and each segment decoded, so "%2F" stays inside a parameter. On a
   // match, `params` (if not null) receives the decoded parameters. Neither
   // route nor method_not_allowed set means "no route" (404).
-  Match Find(std::string_view method, std::string_view path, std::map<std::string, std::string>* params) const;
+  Match Find(std::string_view method, std::string_view path,
+             std::map<std::string, std::string>* params) const;
 
   const std::vector<Route>& routes() const { return routes_; }
 

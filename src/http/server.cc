@@ -125,8 +125,9 @@ class Session : public std::enable_shared_from_this<Session> {
     // The route's limit applies once it is known. (Not boost::none: Beast 1.74 compares
     // the length against an empty optional as "over the limit".)
     header_parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
-    bhttp::async_read_header(stream_, buffer_, *header_parser_,
-                             [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
+    bhttp::async_read_header(
+        stream_, buffer_, *header_parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
   }
 
   static bool IsHttpError(const beast::error_code& ec) {
@@ -136,8 +137,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void OnHeader(beast::error_code ec) {
     if (ec) {
       if (ec == bhttp::error::header_limit) {
-        return Reject(ErrorResponse(InvalidArgument("request header is larger than " +
-                                                    std::to_string(server_.options.max_header_bytes) + " bytes")));
+        return Reject(ErrorResponse(InvalidArgument(
+            "request header is larger than " + std::to_string(server_.options.max_header_bytes) + " bytes")));
       }
       if (IsHttpError(ec) && ec != bhttp::error::end_of_stream && ec != bhttp::error::partial_message) {
         return Reject(ErrorResponse(InvalidArgument("malformed HTTP request: " + ec.message())));
@@ -188,10 +189,9 @@ class Session : public std::enable_shared_from_this<Session> {
     if (match.route == nullptr) {
       close_after_ = has_body;  // the body is not read: the connection cannot be reused
       if (match.method_not_allowed) {
-        Response response =
-            ErrorResponse(405, "METHOD_NOT_ALLOWED",
-                          "method " + request_.method + " is not allowed for " + request_.path + " (allowed: " +
-                              match.allow + ")");
+        Response response = ErrorResponse(405, "METHOD_NOT_ALLOWED",
+                                          "method " + request_.method + " is not allowed for " +
+                                              request_.path + " (allowed: " + match.allow + ")");
         response.headers.emplace_back("Allow", match.allow);
         return Write(std::move(response));
       }
@@ -272,7 +272,8 @@ class Session : public std::enable_shared_from_this<Session> {
     } catch (...) {
       return ErrorResponse(Internal("internal error"));
     }
-    if (!route_->is_public) return ErrorResponse(PermissionDenied("access denied: no authorization is configured"));
+    if (!route_->is_public)
+      return ErrorResponse(PermissionDenied("access denied: no authorization is configured"));
     return std::nullopt;
   }
 
@@ -310,7 +311,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void Write(Response response) {
     if (closed_) return;
     try {
-      if (response.status < 200 || response.status > 999) response = ErrorResponse(Internal("internal error"));
+      if (response.status < 200 || response.status > 999)
+        response = ErrorResponse(Internal("internal error"));
       auto& out = response_.emplace();
       out.version(11);
       out.result(static_cast<unsigned>(response.status));
@@ -360,11 +362,12 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void Drain() {
     if (closed_) return;
-    stream_.async_read_some(buffer_.prepare(kReadChunk), [self = shared_from_this()](beast::error_code ec, size_t n) {
-      self->lingered_ += n;
-      if (ec || self->lingered_ > kLingerMaxBytes) return self->CloseNow();
-      self->Drain();
-    });
+    stream_.async_read_some(buffer_.prepare(kReadChunk),
+                            [self = shared_from_this()](beast::error_code ec, size_t n) {
+                              self->lingered_ += n;
+                              if (ec || self->lingered_ > kLingerMaxBytes) return self->CloseNow();
+                              self->Drain();
+                            });
   }
 
   ServerState& server_;
@@ -422,9 +425,9 @@ void Accept(ServerState* state) {
     std::lock_guard lock(state->mu);
     if (state->stopping) return;
   }
-  state->acceptor->async_accept(net::make_strand(state->ioc), [state](beast::error_code ec, tcp::socket socket) {
-    OnAccept(state, ec, std::move(socket));
-  });
+  state->acceptor->async_accept(
+      net::make_strand(state->ioc),
+      [state](beast::error_code ec, tcp::socket socket) { OnAccept(state, ec, std::move(socket)); });
 }
 
 void RunPool(ServerState* state) {

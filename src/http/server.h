@@ -32,11 +32,11 @@ namespace takt::http {
 
 struct ServerOptions {
   std::string address = "127.0.0.1";
-  uint16_t port = 0;                        // 0 = pick a free port
-  int threads = 2;                          // fixed pool running the io_context
-  std::chrono::seconds read_timeout{30};    // whole request must arrive within this
-  std::chrono::seconds idle_timeout{60};    // keep-alive idle limit
-  std::chrono::seconds write_timeout{60};   // the response must be taken within this
+  uint16_t port = 0;                       // 0 = pick a free port
+  int threads = 2;                         // fixed pool running the io_context
+  std::chrono::seconds read_timeout{30};   // whole request must arrive within this
+  std::chrono::seconds idle_timeout{60};   // keep-alive idle limit
+  std::chrono::seconds write_timeout{60};  // the response must be taken within this
   size_t max_header_bytes = 16 * 1024;
 };
 

@@ -52,10 +52,14 @@ std::string ErrorCode(const ClientResponse& response) {
 
 // A handler that echoes what the server made of the request.
 Response Echo(Request& request) {
-  Json json = {{"method", request.method},   {"path", request.path},
-               {"target", request.target},   {"params", request.path_params},
-               {"body", request.body},       {"remote", request.remote_address},
-               {"principal", request.principal_id}, {"content_type", request.ContentType()}};
+  Json json = {{"method", request.method},
+               {"path", request.path},
+               {"target", request.target},
+               {"params", request.path_params},
+               {"body", request.body},
+               {"remote", request.remote_address},
+               {"principal", request.principal_id},
+               {"content_type", request.ContentType()}};
   Json query = Json::array();
   for (const auto& [key, value] : request.query) query.push_back({key, value});
   json["query"] = query;
@@ -152,7 +156,8 @@ TEST_F(ServerTest, KeepAliveServesSeveralRequestsOnOneConnection) {
   // Pipelined requests on a raw connection are answered in order.
   RawConnection raw(server->port());
   ASSERT_TRUE(raw.connected());
-  ASSERT_TRUE(raw.Send("GET /whoami?n=1 HTTP/1.1\r\nHost: x\r\n\r\nGET /whoami?n=2 HTTP/1.1\r\nHost: x\r\n\r\n"));
+  ASSERT_TRUE(
+      raw.Send("GET /whoami?n=1 HTTP/1.1\r\nHost: x\r\n\r\nGET /whoami?n=2 HTTP/1.1\r\nHost: x\r\n\r\n"));
   std::string received = raw.ReadUntil("n=2", 5s);
   size_t first = received.find("HTTP/1.1 200");
   ASSERT_NE(first, std::string::npos) << received;
@@ -206,8 +211,9 @@ TEST_F(ServerTest, BodyOverTheRouteLimitIs413AndTheHandlerNeverRuns) {
 
   // A chunked body has no length up front: the limit applies as it arrives.
   RawConnection raw(server->port());
-  ASSERT_TRUE(raw.Send("POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-                       "a\r\n0123456789\r\na\r\n0123456789\r\n0\r\n\r\n"));
+  ASSERT_TRUE(
+      raw.Send("POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+               "a\r\n0123456789\r\na\r\n0123456789\r\n0\r\n\r\n"));
   EXPECT_TRUE(raw.WaitForClose(5s));
   EXPECT_TRUE(raw.received().starts_with("HTTP/1.1 413")) << raw.received();
   EXPECT_EQ(calls.load(), 0);
@@ -223,13 +229,15 @@ TEST_F(ServerTest, ExpectContinueGetsInterimResponseThenTheBody) {
   auto server = StartServer(router_);
   ASSERT_NE(server, nullptr);
   RawConnection raw(server->port());
-  ASSERT_TRUE(raw.Send("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"));
+  ASSERT_TRUE(
+      raw.Send("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"));
   EXPECT_TRUE(raw.ReadUntil("\r\n\r\n", 5s).starts_with("HTTP/1.1 100 Continue")) << raw.received();
   ASSERT_TRUE(raw.Send("hello"));
   EXPECT_NE(raw.ReadUntil("hello", 5s).find("HTTP/1.1 200"), std::string::npos) << raw.received();
 
   RawConnection big(server->port());
-  ASSERT_TRUE(big.Send("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 65\r\nExpect: 100-continue\r\n\r\n"));
+  ASSERT_TRUE(
+      big.Send("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 65\r\nExpect: 100-continue\r\n\r\n"));
   EXPECT_TRUE(big.WaitForClose(5s));
   EXPECT_TRUE(big.received().starts_with("HTTP/1.1 413")) << big.received();
 }
@@ -294,7 +302,8 @@ TEST_F(ServerTest, BeforeHookShortCircuitsOrSetsThePrincipal) {
 
   // The hook decides on the header alone: a refused upload is never read.
   RawConnection raw(server->port());
-  ASSERT_TRUE(raw.Send("GET /models HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\nExpect: 100-continue\r\n\r\n"));
+  ASSERT_TRUE(
+      raw.Send("GET /models HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\nExpect: 100-continue\r\n\r\n"));
   EXPECT_TRUE(raw.WaitForClose(5s));
   EXPECT_TRUE(raw.received().starts_with("HTTP/1.1 401")) << raw.received();
   EXPECT_EQ(calls.load(), 1);
@@ -368,12 +377,11 @@ TEST_F(ServerTest, MalformedRequestIs400AndCloses) {
   auto server = StartServer(router_);
   ASSERT_NE(server, nullptr);
 
-  for (std::string_view request : {"GARBAGE\r\n\r\n", "GET /x HTTP/9.9\r\n\r\n", "GET /x HTTP/1.1\r\nNo colon\r\n\r\n",
-                                   "GET http://host/x HTTP/1.1\r\nHost: x\r\n\r\n",
-                                   "GET /a/%zz HTTP/1.1\r\nHost: x\r\n\r\n",
-                                   "GET /x?a=%z HTTP/1.1\r\nHost: x\r\n\r\n",
-                                   "GET /x/../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n",
-                                   "GET /x/%2e%2e/y HTTP/1.1\r\nHost: x\r\n\r\n"}) {
+  for (std::string_view request :
+       {"GARBAGE\r\n\r\n", "GET /x HTTP/9.9\r\n\r\n", "GET /x HTTP/1.1\r\nNo colon\r\n\r\n",
+        "GET http://host/x HTTP/1.1\r\nHost: x\r\n\r\n", "GET /a/%zz HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET /x?a=%z HTTP/1.1\r\nHost: x\r\n\r\n", "GET /x/../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET /x/%2e%2e/y HTTP/1.1\r\nHost: x\r\n\r\n"}) {
     RawConnection raw(server->port());
     ASSERT_TRUE(raw.Send(request));
     EXPECT_TRUE(raw.WaitForClose(5s)) << request;
@@ -529,7 +537,8 @@ TEST_F(ServerTest, StartFailsWhenThePortIsInUse) {
   auto status = second.Start();
   ASSERT_FALSE(status);
   EXPECT_EQ(status.error().code(), Code::kUnavailable);
-  EXPECT_TRUE(status.error().message().starts_with("cannot listen on 127.0.0.1:" + std::to_string(first->port())))
+  EXPECT_TRUE(
+      status.error().message().starts_with("cannot listen on 127.0.0.1:" + std::to_string(first->port())))
       << status.error().message();
   second.Stop();  // harmless on a server that never started
 }

@@ -17,11 +17,11 @@ const std::map<std::string, std::vector<std::string>>& PersonaActions() {
        {"dataset:*", "run:list", "run:describe", "model:list", "model:describe", "endpoint:list",
         "endpoint:describe", "principal:whoami"}},
       {"data-scientist",
-       {"dataset:list", "dataset:describe", "dataset:read", "pipeline:run", "run:*", "model:list", "model:describe",
+       {"dataset:list", "dataset:describe", "dataset:read", "pipeline:run", "run:*", "model:list", "model:describe", "model:download",
         "endpoint:list", "endpoint:describe", "endpoint:invoke", "principal:whoami"}},
       {"ml-engineer",
        {"dataset:list", "dataset:describe", "run:list", "run:describe", "run:logs", "model:list", "model:describe",
-        "endpoint:*", "principal:whoami"}},
+        "model:download", "endpoint:*", "principal:whoami"}},
       {"approver",
        {"run:list", "run:describe", "run:logs", "model:list", "model:describe", "model:approve", "model:reject",
         "endpoint:list", "endpoint:describe", "principal:whoami"}},
@@ -73,7 +73,7 @@ const std::vector<std::string>& KnownActions() {
       "dataset:list",     "dataset:describe", "dataset:read",     "pipeline:run",   "run:list",
       "run:describe",     "run:logs",         "run:read-artifact", "model:list",    "model:describe",
       "model:approve",    "model:reject",     "endpoint:list",    "endpoint:describe", "endpoint:invoke",
-      "audit:list",       "event:list",
+      "audit:list",       "event:list",       "model:download",
   };
   return *a;
 }

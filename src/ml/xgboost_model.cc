@@ -7,7 +7,8 @@
 #include <cstdint>
 #include <cstdio>
 #include <limits>
-#include <optional>
+
+#include "ml/xgboost_json.h"
 
 namespace takt::ml {
 namespace {
@@ -303,10 +304,36 @@ Result<TrainResult> Train(const Matrix& x, const std::vector<float>& y, const Ma
 
 Result<std::unique_ptr<XgbModel>> XgbModel::Load(std::string_view model_bytes) {
   if (model_bytes.empty()) return InvalidArgument("not an XGBoost model: no bytes");
+  // XGBoost only ever parses JSON text that xgboost_json.h has checked.
+  std::string json;
+  auto converted = internal::ModelBytesToJson(model_bytes);
+  if (converted) {
+    json = std::move(*converted);
+  } else if (converted.error().code() == Code::kNotFound) {
+    // Perhaps the legacy binary format, which only XGBoost reads: load it
+    // (loading does not follow the trees), export it as JSON, check that.
+    BoosterHandle legacy = nullptr;
+    if (XGBoosterCreate(nullptr, 0, &legacy) != 0) return XgbError(Code::kInternal, "creating a booster");
+    BoosterPtr legacy_booster(legacy);
+    if (XGBoosterLoadModelFromBuffer(legacy, model_bytes.data(), model_bytes.size()) != 0) {
+      return XgbError(Code::kInvalidArgument, "not an XGBoost model");
+    }
+    bst_ulong len = 0;
+    const char* bytes = nullptr;
+    if (XGBoosterSaveModelToBuffer(legacy, R"({"format":"json"})", &len, &bytes) != 0) {
+      return XgbError(Code::kInvalidArgument, "not an XGBoost model");
+    }
+    json.assign(bytes, len);
+  } else {
+    return InvalidArgument("not an XGBoost model: " + converted.error().message());
+  }
+  auto checked = internal::CheckModelJson(json);
+  if (!checked) return InvalidArgument("not a valid XGBoost model: " + checked.error().message());
+
   BoosterHandle b = nullptr;
   if (XGBoosterCreate(nullptr, 0, &b) != 0) return XgbError(Code::kInternal, "creating a booster");
   BoosterPtr booster(b);
-  if (XGBoosterLoadModelFromBuffer(b, model_bytes.data(), model_bytes.size()) != 0) {
+  if (XGBoosterLoadModelFromBuffer(b, checked->data(), checked->size()) != 0) {
     return XgbError(Code::kInvalidArgument, "not an XGBoost model");
   }
   bst_ulong features = 0;

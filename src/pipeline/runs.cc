@@ -70,8 +70,27 @@ Result<Run> RunService::Submit(std::string_view yaml, const std::string& princip
     Json config = Json::parse(step.config_json);
     auto ref = catalog::ParseDatasetRef(config["dataset"].get<std::string>());
     if (!ref) return std::unexpected(ref.error().WithContext("pipeline: line " + std::to_string(step.line)));
+    std::string here = "pipeline: line " + std::to_string(step.line) + ": step '" + step.name + "'";
     auto v = catalog_->GetVersion(ref->first, ref->second);
-    if (!v) return std::unexpected(v.error().WithContext("pipeline: line " + std::to_string(step.line)));
+    if (!v) return std::unexpected(v.error().WithContext(here));
+    // Every column the step names must be in that dataset version.
+    std::vector<std::string> named;
+    for (const char* key : {"entity", "time", "label"}) {
+      if (config.contains(key)) named.push_back(config[key].get<std::string>());
+    }
+    for (const char* key : {"columns", "keep"}) {
+      if (config.contains(key)) {
+        for (const auto& c : config[key]) named.push_back(c.get<std::string>());
+      }
+    }
+    if (!config.contains("entity")) named.push_back("robot_serial");
+    if (!config.contains("time")) named.push_back("timestamp");
+    for (const auto& c : named) {
+      if (v->schema.IndexOf(c) < 0) {
+        return InvalidArgument(here + ": column '" + c + "' is not in dataset " + v->dataset + " v" +
+                               std::to_string(v->version));
+      }
+    }
   }
   Run run;
   run.id = NewId("run");

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# The welding-robot showcase, end to end, on embedded defaults:
+# simulate telemetry → ingest → pipeline (features, XGBoost, evaluate, gate,
+# register) → approval by someone else → event → dev endpoint → predictions.
+#
+# Environment:
+#   TAKT_DEMO_DIR   where the demo keeps its data dir and files (default ./demo-data; wiped first)
+#   TAKT_DEMO_PORT  server port (default 8080; 0 picks a free one)
+#   TAKT_DEMO_EXIT  1: stop the server and exit after the slice (for CI and tests)
+#   TAKT_BIN        the takt binary (default build/takt)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TAKT=${TAKT_BIN:-$PWD/build/takt}
+DIR=${TAKT_DEMO_DIR:-$PWD/demo-data}
+PORT=${TAKT_DEMO_PORT:-8080}
+ROBOTS=${TAKT_DEMO_ROBOTS:-200}
+[ -x "$TAKT" ] || { echo "demo: $TAKT not found; run 'make demo' (it builds first)" >&2; exit 1; }
+
+bold() { if [ -t 1 ]; then printf '\n\033[1m== %s\033[0m\n' "$*"; else printf '\n== %s\n' "$*"; fi; }
+json_field() { /usr/bin/python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+
+rm -rf "$DIR"
+mkdir -p "$DIR"
+export TAKT_DATA_DIR="$DIR/data"
+export TAKT_CREDENTIALS_FILE="$DIR/credentials"
+unset TAKT_TOKEN TAKT_URL
+
+bold "1. takt init: data directory, master key (0600), admin principal"
+ADMIN=$("$TAKT" init -o json | json_field "['token']")
+echo "initialised $TAKT_DATA_DIR (admin token kept in this shell only)"
+
+bold "2. takt server on 127.0.0.1:$PORT (SQLite metadata, encrypted artifacts, local workers)"
+"$TAKT" server --port "$PORT" --log-level warn > "$DIR/server.out" 2> "$DIR/server.log" &
+SERVER=$!
+cleanup() { if [ "${TAKT_DEMO_EXIT:-0}" = 1 ] || [ "${1:-}" = fail ]; then kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; fi; }
+trap 'cleanup fail' ERR INT
+for _ in $(seq 1 100); do
+  grep -q '^listening on ' "$DIR/server.out" 2>/dev/null && break
+  kill -0 "$SERVER" 2>/dev/null || { echo "demo: the server did not start:" >&2; cat "$DIR/server.log" >&2; exit 1; }
+  sleep 0.1
+done
+export TAKT_URL=$(sed -n 's/^listening on //p' "$DIR/server.out")
+echo "server up at $TAKT_URL (pid $SERVER, log $DIR/server.log)"
+
+bold "3. principals: a data engineer, a data scientist (who also approves), an approver"
+DANA=$(TAKT_TOKEN=$ADMIN "$TAKT" principal create dana --persona data-engineer -o json | json_field "['token']")
+SAM=$(TAKT_TOKEN=$ADMIN "$TAKT" principal create sam --persona data-scientist --persona approver -o json | json_field "['token']")
+ADA=$(TAKT_TOKEN=$ADMIN "$TAKT" principal create ada --persona approver -o json | json_field "['token']")
+TAKT_TOKEN=$ADMIN "$TAKT" principal list
+
+bold "4. takt sim weld: hourly telemetry of $ROBOTS welding-gun robots in 3 plants over 30 days"
+"$TAKT" sim weld --robots "$ROBOTS" --plants 3 --days 30 --seed 7 -o "$DIR/telemetry.csv"
+
+bold "5. dana ingests it as dataset weld-telemetry (immutable, versioned, encrypted)"
+TAKT_TOKEN=$DANA "$TAKT" dataset ingest weld-telemetry "$DIR/telemetry.csv" --description "welding-gun robot telemetry, hourly"
+TAKT_TOKEN=$DANA "$TAKT" dataset show weld-telemetry
+
+bold "6. sam runs the pipeline: features → train (XGBoost) → evaluate (time holdout) → gate (AUC) → register"
+TAKT_TOKEN=$SAM "$TAKT" pipeline run examples/weld-pm/pipeline.yaml
+TAKT_TOKEN=$SAM "$TAKT" model show weld-pm
+
+bold "7. sam may not approve a model from his own run"
+if TAKT_TOKEN=$SAM "$TAKT" model approve weld-pm 1 2> "$DIR/refused.txt"; then
+  echo "demo: the author's approval was accepted; it must not be" >&2; exit 1
+fi
+cat "$DIR/refused.txt"
+
+bold "8. ada approves: the event io.takt.model.version.approved starts the release to dev"
+TAKT_TOKEN=$ADA "$TAKT" model approve weld-pm 1 --comment "holdout AUC and recall look right"
+for _ in $(seq 1 100); do
+  TAKT_TOKEN=$ADA "$TAKT" endpoint list -o json | grep -q '"InService"' && break
+  sleep 0.1
+done
+TAKT_TOKEN=$ADA "$TAKT" endpoint list
+TAKT_TOKEN=$ADMIN "$TAKT" event list
+
+bold "9. the robots at highest risk now, scored by endpoint weld-pm-dev (SageMaker-style invocations)"
+RUN=$(TAKT_TOKEN=$SAM "$TAKT" run list -o json | json_field "[0]['id']")
+TAKT_TOKEN=$SAM "$TAKT" run export "$RUN" features/latest --file "$DIR/latest.csv"
+TAKT_TOKEN=$SAM "$TAKT" endpoint invoke weld-pm-dev --file "$DIR/latest.csv" --id-column robot_serial --id-column plant --top 10
+
+bold "10. the same endpoint through the Open Inference Protocol (curl)"
+NF=$(TAKT_TOKEN=$SAM "$TAKT" endpoint show weld-pm-dev -o json | json_field "['feature_names'].__len__()")
+ROW=$(/usr/bin/python3 -c "print(','.join(['0']*$NF))")
+curl -s -X POST "$TAKT_URL/v2/models/weld-pm-dev/infer" -H "Authorization: Bearer $SAM" \
+  -H 'Content-Type: application/json' \
+  -d "{\"id\":\"demo-1\",\"inputs\":[{\"name\":\"input-0\",\"shape\":[1,$NF],\"datatype\":\"FP32\",\"data\":[$ROW]}]}"
+echo
+
+bold "11. the audit log: who did what, allowed or denied"
+TAKT_TOKEN=$ADMIN "$TAKT" audit list --limit 15
+
+if [ "${TAKT_DEMO_EXIT:-0}" = 1 ]; then
+  cleanup
+  echo
+  echo "demo: the slice ran end to end"
+  exit 0
+fi
+
+TAKT_TOKEN=$ADMIN "$TAKT" login --with-token "$ADMIN" > /dev/null
+cat <<TXT
+
+The server keeps running (pid $SERVER). Try the CLI against it:
+
+  export TAKT_URL=$TAKT_URL TAKT_CREDENTIALS_FILE=$TAKT_CREDENTIALS_FILE   # logged in as admin
+  $TAKT whoami
+  $TAKT run list
+  $TAKT run logs $RUN
+  $TAKT model show weld-pm 1
+  $TAKT dataset head weld-telemetry -n 5
+  $TAKT audit list --action dataset:
+  $TAKT endpoint show weld-pm-dev
+
+Stop it with: kill $SERVER
+TXT

@@ -1,0 +1,493 @@
+#include "pipeline/runs.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <future>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "core/json.h"
+#include "crypto/crypto.h"
+#include "crypto/keyring.h"
+#include "events/events.h"
+#include "frame/table.h"
+#include "ml/xgboost_model.h"
+
+namespace takt::pipeline {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+// A fresh directory under $TMPDIR (or /tmp), removed by the destructor.
+class TempDir {
+ public:
+  TempDir() {
+    const char* base = std::getenv("TMPDIR");
+    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/takt-runs-test-XXXXXX";
+    if (::mkdtemp(tmpl.data()) != nullptr) path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    if (!path_.empty()) fs::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+// Small welding-robot telemetry in the shape of `takt sim weld` (the pipeline
+// test binary does not link takt_sim, so the test makes its own): hourly rows
+// ordered by time then robot; before three of four failures the motor heats
+// up and draws more current over two days; the label marks the 24 hours
+// before a failure. Deterministic (splitmix64, no std:: distributions).
+constexpr int kRobots = 20;
+constexpr int kDays = 16;
+
+class SplitMix {
+ public:
+  explicit SplitMix(uint64_t seed) : s_(seed) {}
+  uint64_t Next() {
+    uint64_t z = (s_ += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+  }
+  double Uniform() { return static_cast<double>(Next() >> 11) / 9007199254740992.0; }
+  double Noise() { return Uniform() + Uniform() + Uniform() - 1.5; }  // mean 0, sd 0.5
+  int Between(int lo, int hi) { return lo + static_cast<int>(Next() % static_cast<uint64_t>(hi - lo + 1)); }
+
+ private:
+  uint64_t s_;
+};
+
+std::string WeldCsv() {
+  const int hours = kDays * 24;
+  struct Robot {
+    std::string serial, plant;
+    double current, temp, cycle;
+    std::vector<int> failures;
+    std::vector<bool> warned;
+    SplitMix rng{0};
+  };
+  std::vector<Robot> robots;
+  for (int i = 0; i < kRobots; ++i) {
+    Robot r;
+    r.rng = SplitMix(1000 + i);
+    char serial[32];
+    std::snprintf(serial, sizeof serial, "WG-%04d-%04X", i + 1, static_cast<unsigned>(r.rng.Next() & 0xFFFF));
+    r.serial = serial;
+    r.plant = "plant-" + std::to_string(i % 2 + 1);
+    r.current = 18 + 4 * r.rng.Uniform();
+    r.temp = 42 + 6 * r.rng.Uniform();
+    r.cycle = 55 + 5 * r.rng.Uniform();
+    for (int t = r.rng.Between(40, 120); t < hours + 24; t += r.rng.Between(70, 160)) {
+      r.failures.push_back(t);
+      r.warned.push_back(r.rng.Uniform() < 0.75);
+    }
+    robots.push_back(std::move(r));
+  }
+  std::string csv =
+      "timestamp,plant,robot_serial,motor_current_a,motor_temp_c,cycle_time_s,tip_dress_count,fails_within_"
+      "24h\n";
+  const int64_t start = 1767225600;  // 2026-01-01T00:00:00Z
+  char buf[256];
+  for (int h = 0; h < hours; ++h) {
+    for (auto& r : robots) {
+      int label = 0;
+      double drift = 0;
+      for (size_t f = 0; f < r.failures.size(); ++f) {
+        int ahead = r.failures[f] - h;
+        if (ahead > 0 && ahead <= 24) label = 1;
+        if (ahead > 0 && ahead <= 48 && r.warned[f]) drift = std::max(drift, 1.0 - ahead / 48.0);
+      }
+      double current = r.current + 3.0 * drift * drift + 0.6 * r.rng.Noise();
+      double temp = r.temp + 9.0 * drift * drift + 1.2 * r.rng.Noise();
+      double cycle = r.cycle + 2.0 * drift + 0.8 * r.rng.Noise();
+      int tips = (h % 24) * 20 + r.rng.Between(0, 9);
+      std::snprintf(buf, sizeof buf, "%s,%s,%s,%.3f,%.3f,%.3f,%d,%d\n",
+                    frame::FormatTimestamp(start + int64_t{h} * 3600).c_str(), r.plant.c_str(),
+                    r.serial.c_str(), current, temp, cycle, tips, label);
+      csv += buf;
+    }
+  }
+  return csv;
+}
+
+std::string Pipeline(const std::string& condition, const std::string& dataset = "weld-telemetry") {
+  return "name: weld-pm\n"
+         "project: weld-pm\n"
+         "description: a small copy of examples/weld-pm for tests\n"
+         "steps:\n"
+         "  - name: features\n"
+         "    kind: features\n"
+         "    dataset: " +
+         dataset +
+         "\n"
+         "    entity: robot_serial\n"
+         "    time: timestamp\n"
+         "    label: fails_within_24h\n"
+         "    windows: [6, 24]\n"
+         "    keep: [plant]\n"
+         "  - name: train\n"
+         "    kind: train\n"
+         "    input: features\n"
+         "    label: fails_within_24h\n"
+         "    exclude: [tip_dress_count]\n"
+         "    holdout: {time_column: timestamp, fraction: 0.25}\n"
+         "    rounds: 30\n"
+         "    params:\n"
+         "      objective: binary:logistic\n"
+         "      tree_method: hist\n"
+         "      eval_metric: logloss\n"
+         "      max_depth: 4\n"
+         "      eta: 0.3\n"
+         "      seed: 7\n"
+         "      nthread: 1\n"
+         "  - name: evaluate\n"
+         "    kind: evaluate\n"
+         "    model: train\n"
+         "    threshold: 0.5\n"
+         "  - name: quality-gate\n"
+         "    kind: condition\n"
+         "    metrics: evaluate\n"
+         "    expression: " +
+         condition +
+         "\n"
+         "  - name: register\n"
+         "    kind: register\n"
+         "    model: train\n"
+         "    metrics: evaluate\n"
+         "    model_group: weld-pm\n";
+}
+
+const std::vector<std::string> kStepNames = {"features", "train", "evaluate", "quality-gate", "register"};
+
+class RunsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_FALSE(dir_.path().empty()) << "mkdtemp failed";
+    keyring_ = std::make_unique<crypto::Keyring>(crypto::Keyring::FromBytesForTest(std::string(32, 'r')));
+    auto db = store::OpenSqlite((dir_.path() / "takt.db").string());
+    ASSERT_TRUE(db.has_value()) << db.error().ToString();
+    db_ = std::move(*db);
+    auto blobs = blob::BlobStore::Open(dir_.path() / "blobs", keyring_.get());
+    ASSERT_TRUE(blobs.has_value()) << blobs.error().ToString();
+    blobs_ = std::move(*blobs);
+    catalog_ = std::make_unique<catalog::CatalogService>(db_.get(), blobs_.get());
+    ASSERT_TRUE(catalog_->Migrate());
+    bus_ = std::make_unique<events::EventBus>(db_.get());  // the registry writes the outbox
+    ASSERT_TRUE(bus_->Migrate());
+    registry_ = std::make_unique<registry::RegistryService>(db_.get());
+    ASSERT_TRUE(registry_->Migrate());
+    runs_ = std::make_unique<RunService>(db_.get(), blobs_.get(), catalog_.get(), registry_.get());
+    ASSERT_TRUE(runs_->Migrate());
+  }
+
+  void IngestWeld() {
+    auto v = catalog_->IngestCsv("weld-telemetry", WeldCsv(), "sim:weld", "dana");
+    ASSERT_TRUE(v.has_value()) << v.error().ToString();
+    ASSERT_EQ(v->rows, kRobots * kDays * 24);
+  }
+
+  int64_t Count(const std::string& sql) {
+    auto rows = db_->Query(sql);
+    EXPECT_TRUE(rows.has_value()) << rows.error().ToString();
+    return rows && !rows->empty() ? rows->front().Int(0) : -1;
+  }
+
+  const StepRun* FindStep(const Run& run, const std::string& name) {
+    for (const auto& s : run.steps)
+      if (s.name == name) return &s;
+    return nullptr;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<crypto::Keyring> keyring_;
+  std::unique_ptr<store::Database> db_;
+  std::unique_ptr<blob::BlobStore> blobs_;
+  std::unique_ptr<catalog::CatalogService> catalog_;
+  std::unique_ptr<events::EventBus> bus_;
+  std::unique_ptr<registry::RegistryService> registry_;
+  std::unique_ptr<RunService> runs_;
+};
+
+TEST_F(RunsTest, RunTrainsAndRegistersAPendingVersionWithLineage) {
+  IngestWeld();
+  const std::string yaml = Pipeline("auc >= 0.6");
+  auto submitted = runs_->Submit(yaml, "sam");
+  ASSERT_TRUE(submitted.has_value()) << submitted.error().ToString();
+  EXPECT_EQ(submitted->status, "queued");
+  EXPECT_EQ(submitted->pipeline, "weld-pm");
+  EXPECT_EQ(submitted->project, "weld-pm");
+  EXPECT_EQ(submitted->created_by, "sam");
+  EXPECT_EQ(submitted->spec_hash, crypto::Sha256Hex(yaml));
+  ASSERT_EQ(submitted->steps.size(), kStepNames.size());
+  for (size_t i = 0; i < kStepNames.size(); ++i) {
+    EXPECT_EQ(submitted->steps[i].name, kStepNames[i]);
+    EXPECT_EQ(submitted->steps[i].status, "queued");
+  }
+
+  ASSERT_TRUE(runs_->RunOnce());
+  EXPECT_FALSE(runs_->RunOnce()) << "only one run was queued";
+
+  auto run = runs_->Get(submitted->id);
+  ASSERT_TRUE(run.has_value()) << run.error().ToString();
+  ASSERT_EQ(run->status, "succeeded") << run->error;
+  EXPECT_TRUE(run->error.empty());
+  EXPECT_FALSE(run->started_at.empty());
+  EXPECT_FALSE(run->finished_at.empty());
+  ASSERT_EQ(run->steps.size(), kStepNames.size());
+  for (const auto& s : run->steps) {
+    EXPECT_EQ(s.status, "succeeded") << s.name << ": " << s.error;
+    EXPECT_FALSE(s.finished_at.empty()) << s.name;
+  }
+  Json eval_metrics = Json::parse(FindStep(*run, "evaluate")->metrics_json);
+  ASSERT_TRUE(eval_metrics.contains("auc"));
+  double auc = eval_metrics["auc"].get<double>();
+  EXPECT_GE(auc, 0.6);
+  EXPECT_LT(auc, 0.999) << "the test data must leave the model imperfect (see ConditionNotMet)";
+  Json features_out = Json::parse(FindStep(*run, "features")->outputs_json);
+  EXPECT_EQ(features_out["dataset"], "weld-telemetry");
+  EXPECT_EQ(features_out["dataset_version"], 1);
+  EXPECT_FALSE(Json::parse(FindStep(*run, "train")->outputs_json).contains("holdout_rows"));
+
+  // The registered version: pending, with lineage and metrics.
+  auto versions = registry_->ListVersions("weld-pm");
+  ASSERT_TRUE(versions.has_value()) << versions.error().ToString();
+  ASSERT_EQ(versions->size(), 1u);
+  const registry::ModelVersion& v = versions->front();
+  EXPECT_EQ(v.version, 1);
+  EXPECT_EQ(v.status, registry::kPending);
+  EXPECT_EQ(v.dataset, "weld-telemetry");
+  EXPECT_EQ(v.dataset_version, 1);
+  EXPECT_EQ(v.run_id, run->id);
+  EXPECT_EQ(v.created_by, "sam");
+  Json metrics = Json::parse(v.metrics_json);
+  ASSERT_TRUE(metrics.contains("auc"));
+  EXPECT_DOUBLE_EQ(metrics["auc"].get<double>(), auc);
+  Json params = Json::parse(v.params_json);
+  EXPECT_EQ(params["rounds"], 30);
+  EXPECT_EQ(params["params"]["tree_method"], "hist");
+  auto groups = registry_->ListGroups();
+  ASSERT_EQ(groups->size(), 1u);
+  EXPECT_EQ(groups->front().project, "weld-pm");
+
+  // The features the model expects: no label, key, time, kept or excluded column.
+  ASSERT_FALSE(v.feature_names.empty());
+  std::set<std::string> names(v.feature_names.begin(), v.feature_names.end());
+  for (const char* not_a_feature :
+       {"fails_within_24h", "robot_serial", "timestamp", "plant", "tip_dress_count"}) {
+    EXPECT_FALSE(names.contains(not_a_feature)) << not_a_feature;
+  }
+  EXPECT_TRUE(names.contains("motor_temp_c_mean_24"));
+  auto model_bytes = blobs_->Get(v.blob_id);
+  ASSERT_TRUE(model_bytes.has_value()) << model_bytes.error().ToString();
+  auto model = ml::XgbModel::Load(*model_bytes);
+  ASSERT_TRUE(model.has_value()) << model.error().ToString();
+  EXPECT_EQ((*model)->num_features(), v.feature_names.size());
+
+  // Registering wrote its event to the outbox.
+  auto events = bus_->List(100);
+  ASSERT_TRUE(events.has_value());
+  int registered = 0;
+  for (const auto& e : *events) registered += e.type == events::kModelVersionRegistered;
+  EXPECT_EQ(registered, 1);
+
+  // Every step logged something.
+  auto logs = runs_->Logs(run->id, 0);
+  ASSERT_TRUE(logs.has_value()) << logs.error().ToString();
+  std::set<std::string> logged;
+  int64_t last_seq = 0;
+  for (const auto& l : *logs) {
+    logged.insert(l.step);
+    EXPECT_GT(l.seq, last_seq);
+    last_seq = l.seq;
+  }
+  for (const auto& s : kStepNames) EXPECT_TRUE(logged.contains(s)) << "no log line for step " << s;
+  auto later = runs_->Logs(run->id, last_seq);
+  ASSERT_TRUE(later.has_value());
+  EXPECT_TRUE(later->empty());
+
+  // features/latest: one row per robot, the latest hour of each.
+  auto latest = runs_->OutputTable(run->id, "features", "latest");
+  ASSERT_TRUE(latest.has_value()) << latest.error().ToString();
+  ASSERT_EQ(latest->num_rows(), static_cast<size_t>(kRobots));
+  const frame::Column* serials = latest->Find("robot_serial");
+  ASSERT_NE(serials, nullptr);
+  EXPECT_EQ(std::set<std::string>(serials->strings.begin(), serials->strings.end()).size(),
+            static_cast<size_t>(kRobots));
+  const frame::Column* ts = latest->Find("timestamp");
+  ASSERT_NE(ts, nullptr);
+  for (size_t r = 0; r < latest->num_rows(); ++r) {
+    EXPECT_EQ(ts->AsText(r), frame::FormatTimestamp(1767225600 + int64_t{kDays * 24 - 1} * 3600));
+  }
+  auto all = runs_->OutputTable(run->id, "features", "features");
+  ASSERT_TRUE(all.has_value()) << all.error().ToString();
+  EXPECT_EQ(all->num_rows(), static_cast<size_t>(kRobots * kDays * 24));
+
+  auto no_output = runs_->OutputTable(run->id, "features", "nope");
+  ASSERT_FALSE(no_output.has_value());
+  EXPECT_EQ(no_output.error().code(), Code::kNotFound);
+  EXPECT_THAT(no_output.error().message(), HasSubstr("'nope'"));
+  EXPECT_EQ(runs_->OutputTable(run->id, "nope", "latest").error().code(), Code::kNotFound);
+  EXPECT_EQ(runs_->OutputTable("run-000000000000", "features", "latest").error().code(), Code::kNotFound);
+}
+
+TEST_F(RunsTest, ConditionNotMetFailsTheRunAndRegistersNothing) {
+  IngestWeld();
+  auto submitted = runs_->Submit(Pipeline("auc >= 0.999"), "sam");
+  ASSERT_TRUE(submitted.has_value()) << submitted.error().ToString();
+  ASSERT_TRUE(runs_->RunOnce());
+
+  auto run = runs_->Get(submitted->id);
+  ASSERT_TRUE(run.has_value());
+  EXPECT_EQ(run->status, "failed");
+  EXPECT_THAT(run->error, HasSubstr("quality-gate"));
+  EXPECT_THAT(run->error, HasSubstr("auc"));
+  EXPECT_FALSE(run->finished_at.empty());
+
+  for (const char* done : {"features", "train", "evaluate"})
+    EXPECT_EQ(FindStep(*run, done)->status, "succeeded");
+  const StepRun* gate = FindStep(*run, "quality-gate");
+  EXPECT_EQ(gate->status, "failed");
+  EXPECT_THAT(gate->error, HasSubstr("auc"));
+  EXPECT_THAT(gate->error, HasSubstr("not met"));
+  const StepRun* reg = FindStep(*run, "register");
+  EXPECT_EQ(reg->status, "skipped");
+  EXPECT_TRUE(reg->started_at.empty());
+
+  auto versions = registry_->ListVersions("weld-pm");
+  ASSERT_FALSE(versions.has_value());
+  EXPECT_EQ(versions.error().code(), Code::kNotFound);
+  EXPECT_TRUE(registry_->ListGroups()->empty());
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM model_versions"), 0);
+
+  auto logs = runs_->Logs(run->id, 0);
+  ASSERT_TRUE(logs.has_value());
+  bool said_not_met = false;
+  for (const auto& l : *logs)
+    said_not_met = said_not_met || (l.step == "quality-gate" && l.line.find("NOT met") != std::string::npos);
+  EXPECT_TRUE(said_not_met);
+}
+
+TEST_F(RunsTest, UnknownDatasetIsNotFoundAndNoRunIsRecorded) {
+  auto r = runs_->Submit(Pipeline("auc >= 0.6", "no-such-data"), "sam");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), Code::kNotFound);
+  EXPECT_THAT(r.error().message(), HasSubstr("no-such-data"));
+  EXPECT_THAT(r.error().message(), HasSubstr("line 5"));  // the features step
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM runs"), 0);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM run_steps"), 0);
+  EXPECT_FALSE(runs_->RunOnce());
+
+  IngestWeld();
+  auto pinned = runs_->Submit(Pipeline("auc >= 0.6", "weld-telemetry@4"), "sam");
+  ASSERT_FALSE(pinned.has_value());
+  EXPECT_EQ(pinned.error().code(), Code::kNotFound);
+  EXPECT_THAT(pinned.error().message(), HasSubstr("has no version 4 (latest is 1)"));
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM runs"), 0);
+
+  auto bad_ref = runs_->Submit(Pipeline("auc >= 0.6", "weld-telemetry@0"), "sam");
+  ASSERT_FALSE(bad_ref.has_value());
+  EXPECT_EQ(bad_ref.error().code(), Code::kInvalidArgument);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM runs"), 0);
+}
+
+TEST_F(RunsTest, InvalidSpecIsInvalidArgumentAndNoRunIsRecorded) {
+  IngestWeld();
+  const std::string not_yaml = "name: weld-pm\nsteps: [\n  - {name: features\n";
+  auto r = runs_->Submit(not_yaml, "sam");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), Code::kInvalidArgument);
+  EXPECT_THAT(r.error().message(), HasSubstr("line"));
+
+  std::string unknown_key = Pipeline("auc >= 0.6");
+  unknown_key.replace(unknown_key.find("    rounds: 30"), 14, "    roundz: 30");
+  auto u = runs_->Submit(unknown_key, "sam");
+  ASSERT_FALSE(u.has_value());
+  EXPECT_EQ(u.error().code(), Code::kInvalidArgument);
+  EXPECT_THAT(u.error().message(), HasSubstr("unknown key 'roundz'"));
+  EXPECT_THAT(u.error().message(), HasSubstr("line 19"));
+
+  auto empty = runs_->Submit("", "sam");
+  ASSERT_FALSE(empty.has_value());
+  EXPECT_EQ(empty.error().code(), Code::kInvalidArgument);
+
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM runs"), 0);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM run_steps"), 0);
+  EXPECT_FALSE(runs_->RunOnce());
+}
+
+TEST_F(RunsTest, RecoverInterruptedFailsRunsLeftRunning) {
+  IngestWeld();
+  auto interrupted = runs_->Submit(Pipeline("auc >= 0.6"), "sam");
+  auto waiting = runs_->Submit(Pipeline("auc >= 0.6"), "sam");
+  ASSERT_TRUE(interrupted.has_value() && waiting.has_value());
+  // As if the server died while the run was in its train step.
+  ASSERT_TRUE(
+      db_->Exec("UPDATE runs SET status = 'running', started_at = 'then' WHERE id = ?", {interrupted->id}));
+  ASSERT_TRUE(db_->Exec("UPDATE run_steps SET status = 'succeeded' WHERE run_id = ? AND name = 'features'",
+                        {interrupted->id}));
+  ASSERT_TRUE(db_->Exec("UPDATE run_steps SET status = 'running' WHERE run_id = ? AND name = 'train'",
+                        {interrupted->id}));
+
+  auto s = runs_->RecoverInterrupted();
+  ASSERT_TRUE(s.has_value()) << s.error().ToString();
+
+  auto run = runs_->Get(interrupted->id);
+  ASSERT_TRUE(run.has_value());
+  EXPECT_EQ(run->status, "failed");
+  EXPECT_THAT(run->error, HasSubstr("server stopped"));
+  EXPECT_FALSE(run->finished_at.empty());
+  EXPECT_EQ(FindStep(*run, "features")->status, "succeeded");
+  EXPECT_EQ(FindStep(*run, "train")->status, "failed");
+  EXPECT_THAT(FindStep(*run, "train")->error, HasSubstr("server stopped"));
+  for (const char* later : {"evaluate", "quality-gate", "register"}) {
+    EXPECT_EQ(FindStep(*run, later)->status, "skipped") << later;
+  }
+
+  // A queued run is not touched: it still runs.
+  auto other = runs_->Get(waiting->id);
+  EXPECT_EQ(other->status, "queued");
+  for (const auto& st : other->steps) EXPECT_EQ(st.status, "queued");
+
+  // Recovering again changes nothing.
+  ASSERT_TRUE(runs_->RecoverInterrupted());
+  EXPECT_EQ(runs_->Get(interrupted->id)->finished_at, run->finished_at);
+}
+
+TEST_F(RunsTest, WorkersRunQueuedRunsAndReportEachFinishedRun) {
+  IngestWeld();
+  std::promise<std::string> finished;
+  auto done = finished.get_future();
+  runs_->OnRunFinished([&finished](const std::string& id) { finished.set_value(id); });
+  runs_->Start(1);
+  auto submitted = runs_->Submit(Pipeline("auc >= 0.6"), "sam");
+  ASSERT_TRUE(submitted.has_value()) << submitted.error().ToString();
+  ASSERT_EQ(done.wait_for(std::chrono::seconds(60)), std::future_status::ready);
+  runs_->Stop();
+  EXPECT_EQ(done.get(), submitted->id);
+  EXPECT_EQ(runs_->Get(submitted->id)->status, "succeeded");
+
+  auto list = runs_->List(10);
+  ASSERT_TRUE(list.has_value());
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ(list->front().id, submitted->id);
+  EXPECT_TRUE(list->front().steps.empty());
+}
+
+}  // namespace
+}  // namespace takt::pipeline

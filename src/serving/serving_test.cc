@@ -1,0 +1,403 @@
+#include "serving/serving.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "crypto/keyring.h"
+#include "events/events.h"
+#include "ml/xgboost_model.h"
+#include "registry/registry.h"
+
+namespace takt::serving {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+// A fresh directory under $TMPDIR (or /tmp), removed by the destructor.
+class TempDir {
+ public:
+  TempDir() {
+    const char* base = std::getenv("TMPDIR");
+    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/takt-serving-test-XXXXXX";
+    if (::mkdtemp(tmpl.data()) != nullptr) path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    if (!path_.empty()) fs::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+const std::vector<std::string> kFeatures = {"motor_temp_c", "weld_current_ka", "cycle_time_s"};
+
+// Deterministic rows in [0, 1): a small LCG, no std:: distributions.
+ml::Matrix MakeRows(size_t rows, uint64_t seed) {
+  ml::Matrix m;
+  m.rows = rows;
+  m.cols = kFeatures.size();
+  uint64_t s = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+  for (size_t i = 0; i < rows * m.cols; ++i) {
+    s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+    m.values.push_back(static_cast<float>((s >> 40) & 0xFFFF) / 65536.0f);
+  }
+  return m;
+}
+
+// A tiny binary classifier; `which` picks the feature that decides the label,
+// so two models give visibly different predictions.
+std::string TrainTinyModel(size_t which) {
+  ml::Matrix x = MakeRows(300, 11);
+  std::vector<float> y;
+  for (size_t r = 0; r < x.rows; ++r) y.push_back(x.values[r * x.cols + which] > 0.5f ? 1.0f : 0.0f);
+  ml::TrainOptions opts;
+  opts.params = {
+      {"objective", "binary:logistic"}, {"tree_method", "hist"}, {"max_depth", "3"}, {"seed", "7"}};
+  opts.num_rounds = 10;
+  opts.nthread = 1;
+  auto trained = ml::Train(x, y, nullptr, nullptr, opts);
+  EXPECT_TRUE(trained.has_value()) << trained.error().ToString();
+  return trained ? trained->model_json : std::string();
+}
+
+std::vector<float> ReferencePredict(const std::string& model_json, const ml::Matrix& x) {
+  auto model = ml::XgbModel::Load(model_json);
+  EXPECT_TRUE(model.has_value()) << model.error().ToString();
+  if (!model) return {};
+  auto p = (*model)->Predict(x);
+  EXPECT_TRUE(p.has_value()) << p.error().ToString();
+  return p ? *p : std::vector<float>{};
+}
+
+class ServingTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    model_a_ = new std::string(TrainTinyModel(0));
+    model_b_ = new std::string(TrainTinyModel(1));
+  }
+  static void TearDownTestSuite() {
+    delete model_a_;
+    delete model_b_;
+    model_a_ = model_b_ = nullptr;
+  }
+
+  void SetUp() override {
+    ASSERT_FALSE(dir_.path().empty()) << "mkdtemp failed";
+    ASSERT_FALSE(model_a_->empty());
+    ASSERT_FALSE(model_b_->empty());
+    keyring_ = std::make_unique<crypto::Keyring>(crypto::Keyring::FromBytesForTest(std::string(32, 's')));
+    auto blobs = blob::BlobStore::Open(dir_.path() / "blobs", keyring_.get());
+    ASSERT_TRUE(blobs.has_value()) << blobs.error().ToString();
+    blobs_ = std::move(*blobs);
+    auto db = store::OpenSqlite(DbPath());
+    ASSERT_TRUE(db.has_value()) << db.error().ToString();
+    db_ = std::move(*db);
+    bus_ = std::make_unique<events::EventBus>(db_.get());
+    ASSERT_TRUE(bus_->Migrate());
+    registry_ = std::make_unique<registry::RegistryService>(db_.get());
+    ASSERT_TRUE(registry_->Migrate());
+    serving_ = std::make_unique<ServingService>(db_.get(), blobs_.get(), registry_.get());
+    ASSERT_TRUE(serving_->Migrate());
+  }
+
+  std::string DbPath() const { return (dir_.path() / "takt.db").string(); }
+
+  // Stores the model and registers it as the next version of `group`, started by "sam".
+  int Register(const std::string& group, const std::string& model_json,
+               std::vector<std::string> features = kFeatures) {
+    auto blob_id = blobs_->Put(model_json);
+    EXPECT_TRUE(blob_id.has_value()) << blob_id.error().ToString();
+    int version = 0;
+    Status s = db_->Transaction([&](store::Database& tx) -> Status {
+      registry::ModelVersion v;
+      v.group = group;
+      v.blob_id = *blob_id;
+      v.feature_names = features;
+      v.dataset = "weld-telemetry";
+      v.dataset_version = 1;
+      v.run_id = "run-test";
+      v.created_by = "sam";
+      TAKT_ASSIGN_OR_RETURN(auto registered, registry_->Register(tx, v, "weld-pm"));
+      version = registered.version;
+      return Ok();
+    });
+    EXPECT_TRUE(s.has_value()) << s.error().ToString();
+    return version;
+  }
+
+  // Registered by "sam", approved by "ada" (a different principal).
+  int RegisterApproved(const std::string& group, const std::string& model_json) {
+    int version = Register(group, model_json);
+    auto approved = registry_->Approve(group, version, "ada", "holdout fine");
+    EXPECT_TRUE(approved.has_value()) << approved.error().ToString();
+    return version;
+  }
+
+  int64_t Count(const std::string& sql) {
+    auto rows = db_->Query(sql);
+    EXPECT_TRUE(rows.has_value()) << rows.error().ToString();
+    return rows && !rows->empty() ? rows->front().Int(0) : -1;
+  }
+
+  static std::string* model_a_;
+  static std::string* model_b_;
+
+  TempDir dir_;
+  std::unique_ptr<crypto::Keyring> keyring_;
+  std::unique_ptr<blob::BlobStore> blobs_;
+  std::unique_ptr<store::Database> db_;
+  std::unique_ptr<events::EventBus> bus_;
+  std::unique_ptr<registry::RegistryService> registry_;
+  std::unique_ptr<ServingService> serving_;
+};
+
+std::string* ServingTest::model_a_ = nullptr;
+std::string* ServingTest::model_b_ = nullptr;
+
+TEST(IsStageTest, KnowsTheThreeStages) {
+  EXPECT_TRUE(IsStage("dev"));
+  EXPECT_TRUE(IsStage("int"));
+  EXPECT_TRUE(IsStage("prod"));
+  EXPECT_FALSE(IsStage(""));
+  EXPECT_FALSE(IsStage("Dev"));
+  EXPECT_FALSE(IsStage("staging"));
+}
+
+TEST_F(ServingTest, DeployServesTheApprovedModelExactly) {
+  ASSERT_EQ(RegisterApproved("weld-pm", *model_a_), 1);
+  auto e = serving_->Deploy("weld-pm", 1, "dev", "ev-1");
+  ASSERT_TRUE(e.has_value()) << e.error().ToString();
+  EXPECT_EQ(e->name, "weld-pm-dev");
+  EXPECT_EQ(e->stage, "dev");
+  EXPECT_EQ(e->model_group, "weld-pm");
+  EXPECT_EQ(e->model_version, 1);
+  EXPECT_EQ(e->status, "InService");
+  EXPECT_EQ(e->last_event_id, "ev-1");
+  EXPECT_FALSE(e->created_at.empty());
+
+  auto listed = serving_->List();
+  ASSERT_TRUE(listed.has_value());
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ(listed->front().name, "weld-pm-dev");
+
+  auto found = serving_->Find("weld-pm-dev");
+  ASSERT_TRUE(found.has_value()) << found.error().ToString();
+  const LoadedModel& m = **found;
+  EXPECT_EQ(m.endpoint, "weld-pm-dev");
+  EXPECT_EQ(m.group, "weld-pm");
+  EXPECT_EQ(m.version, 1);
+  EXPECT_EQ(m.feature_names, kFeatures);
+  ASSERT_NE(m.model, nullptr);
+
+  ml::Matrix rows = MakeRows(64, 99);
+  auto served = m.model->Predict(rows);
+  ASSERT_TRUE(served.has_value()) << served.error().ToString();
+  std::vector<float> want = ReferencePredict(*model_a_, rows);
+  ASSERT_EQ(served->size(), 64u);
+  EXPECT_EQ(*served, want);  // bit-for-bit: the same model, the same rows
+}
+
+TEST_F(ServingTest, UnknownEndpointIsNotFound) {
+  auto found = serving_->Find("weld-pm-dev");
+  ASSERT_FALSE(found.has_value());
+  EXPECT_EQ(found.error().code(), Code::kNotFound);
+  EXPECT_THAT(found.error().message(), HasSubstr("weld-pm-dev"));
+  auto got = serving_->Get("weld-pm-dev");
+  ASSERT_FALSE(got.has_value());
+  EXPECT_EQ(got.error().code(), Code::kNotFound);
+  EXPECT_EQ(got.error().message(), "endpoint weld-pm-dev does not exist");
+}
+
+TEST_F(ServingTest, SameEventTwiceDeploysOnce) {
+  RegisterApproved("weld-pm", *model_a_);
+  auto first = serving_->Deploy("weld-pm", 1, "dev", "ev-1");
+  ASSERT_TRUE(first.has_value()) << first.error().ToString();
+  auto second = serving_->Deploy("weld-pm", 1, "dev", "ev-1");
+  ASSERT_TRUE(second.has_value()) << second.error().ToString();
+  EXPECT_EQ(second->model_version, 1);
+  EXPECT_EQ(second->updated_at, first->updated_at);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM deployments WHERE event_id = 'ev-1'"), 1);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM deployments"), 1);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM endpoints"), 1);
+}
+
+TEST_F(ServingTest, RedeliveredOldEventDoesNotRollBackANewerDeployment) {
+  RegisterApproved("weld-pm", *model_a_);
+  RegisterApproved("weld-pm", *model_b_);
+  ASSERT_TRUE(serving_->Deploy("weld-pm", 1, "dev", "ev-1"));
+  ASSERT_TRUE(serving_->Deploy("weld-pm", 2, "dev", "ev-2"));
+  auto again = serving_->Deploy("weld-pm", 1, "dev", "ev-1");
+  ASSERT_TRUE(again.has_value()) << again.error().ToString();
+  EXPECT_EQ(again->model_version, 2);
+  EXPECT_EQ((*serving_->Find("weld-pm-dev"))->version, 2);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM deployments"), 2);
+}
+
+TEST_F(ServingTest, PendingOrRejectedVersionIsNotDeployedAndNothingIsRecorded) {
+  ASSERT_EQ(Register("weld-pm", *model_a_), 1);
+  auto e = serving_->Deploy("weld-pm", 1, "dev", "ev-1");
+  ASSERT_FALSE(e.has_value());
+  EXPECT_EQ(e.error().code(), Code::kFailedPrecondition);
+  EXPECT_THAT(e.error().message(), HasSubstr(registry::kPending));
+  EXPECT_THAT(e.error().message(), HasSubstr("only Approved versions"));
+
+  ASSERT_TRUE(registry_->Reject("weld-pm", 1, "ada", "drifts"));
+  auto rejected = serving_->Deploy("weld-pm", 1, "dev", "ev-2");
+  ASSERT_FALSE(rejected.has_value());
+  EXPECT_EQ(rejected.error().code(), Code::kFailedPrecondition);
+  EXPECT_THAT(rejected.error().message(), HasSubstr(registry::kRejected));
+
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM endpoints"), 0);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM deployments"), 0);
+  EXPECT_EQ(serving_->Find("weld-pm-dev").error().code(), Code::kNotFound);
+}
+
+TEST_F(ServingTest, BadStageIsInvalidArgument) {
+  RegisterApproved("weld-pm", *model_a_);
+  auto e = serving_->Deploy("weld-pm", 1, "staging", "ev-1");
+  ASSERT_FALSE(e.has_value());
+  EXPECT_EQ(e.error().code(), Code::kInvalidArgument);
+  EXPECT_THAT(e.error().message(), HasSubstr("'staging'"));
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM endpoints"), 0);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM deployments"), 0);
+}
+
+TEST_F(ServingTest, UnknownGroupOrVersionIsNotFound) {
+  RegisterApproved("weld-pm", *model_a_);
+  auto no_version = serving_->Deploy("weld-pm", 7, "dev", "ev-1");
+  ASSERT_FALSE(no_version.has_value());
+  EXPECT_EQ(no_version.error().code(), Code::kNotFound);
+  EXPECT_EQ(no_version.error().message(), "model group weld-pm has no version 7");
+  auto no_group = serving_->Deploy("paint-pm", 1, "dev", "ev-2");
+  ASSERT_FALSE(no_group.has_value());
+  EXPECT_EQ(no_group.error().code(), Code::kNotFound);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM deployments"), 0);
+}
+
+TEST_F(ServingTest, ModelThatDoesNotMatchItsFeatureListIsRefusedBeforeAnythingIsRecorded) {
+  int v = Register("weld-pm", *model_a_, {"only_one_feature"});
+  ASSERT_TRUE(registry_->Approve("weld-pm", v, "ada", ""));
+  auto e = serving_->Deploy("weld-pm", v, "dev", "ev-1");
+  ASSERT_FALSE(e.has_value());
+  EXPECT_EQ(e.error().code(), Code::kFailedPrecondition);
+  EXPECT_THAT(e.error().message(), HasSubstr("expects 3 features but the registry lists 1"));
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM endpoints"), 0);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM deployments"), 0);
+  EXPECT_EQ(serving_->Find("weld-pm-dev").error().code(), Code::kNotFound);
+}
+
+TEST_F(ServingTest, DeployingANewVersionSwapsWhileHoldersKeepTheOldModel) {
+  RegisterApproved("weld-pm", *model_a_);
+  RegisterApproved("weld-pm", *model_b_);
+  ml::Matrix rows = MakeRows(64, 5);
+  std::vector<float> want_a = ReferencePredict(*model_a_, rows);
+  std::vector<float> want_b = ReferencePredict(*model_b_, rows);
+  ASSERT_NE(want_a, want_b) << "the two test models must differ";
+
+  ASSERT_TRUE(serving_->Deploy("weld-pm", 1, "dev", "ev-1"));
+  auto held = serving_->Find("weld-pm-dev");
+  ASSERT_TRUE(held.has_value());
+  std::shared_ptr<const LoadedModel> old = *held;
+
+  auto e = serving_->Deploy("weld-pm", 2, "dev", "ev-2");
+  ASSERT_TRUE(e.has_value()) << e.error().ToString();
+  EXPECT_EQ(e->name, "weld-pm-dev");
+  EXPECT_EQ(e->model_version, 2);
+  EXPECT_EQ(e->last_event_id, "ev-2");
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM endpoints"), 1);
+
+  auto now = serving_->Find("weld-pm-dev");
+  ASSERT_TRUE(now.has_value());
+  EXPECT_EQ((*now)->version, 2);
+  EXPECT_EQ(*(*now)->model->Predict(rows), want_b);
+
+  // The request that took the model before the swap finishes on it.
+  EXPECT_EQ(old->version, 1);
+  EXPECT_EQ(*old->model->Predict(rows), want_a);
+}
+
+TEST_F(ServingTest, StagesAreSeparateEndpoints) {
+  RegisterApproved("weld-pm", *model_a_);
+  RegisterApproved("weld-pm", *model_b_);
+  ASSERT_TRUE(serving_->Deploy("weld-pm", 1, "prod", "ev-1"));
+  ASSERT_TRUE(serving_->Deploy("weld-pm", 2, "dev", "ev-2"));
+  EXPECT_EQ((*serving_->Find("weld-pm-prod"))->version, 1);
+  EXPECT_EQ((*serving_->Find("weld-pm-dev"))->version, 2);
+  EXPECT_EQ(serving_->List()->size(), 2u);
+}
+
+TEST_F(ServingTest, LoadAllInAFreshServiceRestoresTheEndpoint) {
+  RegisterApproved("weld-pm", *model_a_);
+  ASSERT_TRUE(serving_->Deploy("weld-pm", 1, "dev", "ev-1"));
+  ml::Matrix rows = MakeRows(32, 3);
+  std::vector<float> want = ReferencePredict(*model_a_, rows);
+
+  // A restart: a new connection to the same file, new services over it.
+  auto db2 = store::OpenSqlite(DbPath());
+  ASSERT_TRUE(db2.has_value()) << db2.error().ToString();
+  registry::RegistryService registry2(db2->get());
+  ServingService serving2(db2->get(), blobs_.get(), &registry2);
+  ASSERT_TRUE(serving2.Migrate());
+  EXPECT_EQ(serving2.Find("weld-pm-dev").error().code(), Code::kNotFound);
+
+  auto loaded = serving2.LoadAll();
+  ASSERT_TRUE(loaded.has_value()) << loaded.error().ToString();
+  auto found = serving2.Find("weld-pm-dev");
+  ASSERT_TRUE(found.has_value()) << found.error().ToString();
+  EXPECT_EQ((*found)->version, 1);
+  EXPECT_EQ((*found)->feature_names, kFeatures);
+  EXPECT_EQ(*(*found)->model->Predict(rows), want);
+  EXPECT_EQ(serving2.Get("weld-pm-dev")->last_event_id, "ev-1");
+}
+
+TEST_F(ServingTest, ConcurrentReadersAlwaysSeeAConsistentModelWhileDeploySwaps) {
+  RegisterApproved("weld-pm", *model_a_);
+  RegisterApproved("weld-pm", *model_b_);
+  ml::Matrix rows = MakeRows(16, 21);
+  const std::vector<float> want[] = {ReferencePredict(*model_a_, rows), ReferencePredict(*model_b_, rows)};
+  ASSERT_TRUE(serving_->Deploy("weld-pm", 1, "dev", "ev-0"));
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> mismatches{0}, predictions{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 2; ++t) {
+    readers.emplace_back([&] {
+      while (!stop) {
+        auto m = serving_->Find("weld-pm-dev");
+        if (!m) {
+          ++mismatches;
+          continue;
+        }
+        auto p = (*m)->model->Predict(rows);
+        if (!p || *p != want[(*m)->version - 1]) ++mismatches;
+        ++predictions;
+      }
+    });
+  }
+  for (int i = 1; i <= 20; ++i) {
+    auto e = serving_->Deploy("weld-pm", 1 + i % 2, "dev", "ev-" + std::to_string(i));
+    EXPECT_TRUE(e.has_value()) << e.error().ToString();
+  }
+  stop = true;
+  for (auto& t : readers) t.join();
+  EXPECT_EQ(mismatches.load(), 0);
+  EXPECT_GT(predictions.load(), 0);
+  EXPECT_EQ((*serving_->Find("weld-pm-dev"))->version, 1);  // ev-20 deployed v1
+}
+
+}  // namespace
+}  // namespace takt::serving
