@@ -30,13 +30,15 @@ Result<std::unique_ptr<Platform>> Assemble(const Config& config) {
   TAKT_ASSIGN_OR_RETURN(crypto::Keyring keyring, crypto::Keyring::Load(config.MasterKeyPath()));
   p->keyring = std::make_unique<crypto::Keyring>(std::move(keyring));
   TAKT_ASSIGN_OR_RETURN(p->db, store::OpenSqlite(DbPath(config)));
-  TAKT_ASSIGN_OR_RETURN(p->blobs, blob::BlobStore::Open(fs::path(config.data_dir) / "blobs", p->keyring.get()));
+  TAKT_ASSIGN_OR_RETURN(p->blobs,
+                        blob::BlobStore::Open(fs::path(config.data_dir) / "blobs", p->keyring.get()));
   p->iam = std::make_unique<iam::IamService>(p->db.get());
   p->catalog = std::make_unique<catalog::CatalogService>(p->db.get(), p->blobs.get());
   p->events = std::make_unique<events::EventBus>(p->db.get());
   p->registry = std::make_unique<registry::RegistryService>(p->db.get());
   p->serving = std::make_unique<serving::ServingService>(p->db.get(), p->blobs.get(), p->registry.get());
-  p->runs = std::make_unique<pipeline::RunService>(p->db.get(), p->blobs.get(), p->catalog.get(), p->registry.get());
+  p->runs = std::make_unique<pipeline::RunService>(p->db.get(), p->blobs.get(), p->catalog.get(),
+                                                   p->registry.get());
   TAKT_RETURN_IF_ERROR(MigrateAll(*p));
   return p;
 }
@@ -46,7 +48,8 @@ Result<std::unique_ptr<Platform>> Assemble(const Config& config) {
 Result<std::unique_ptr<Platform>> Platform::Open(const Config& config) {
   if (!fs::exists(DbPath(config))) {
     return FailedPrecondition("data directory " + config.data_dir +
-                              " is not initialised: run `takt init --data-dir " + config.data_dir + "` first");
+                              " is not initialised: run `takt init --data-dir " + config.data_dir +
+                              "` first");
   }
   return Assemble(config);
 }

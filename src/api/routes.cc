@@ -36,24 +36,33 @@ Result<int> ParseInt(std::string_view s, std::string_view what) {
 Status RequireJson(const Request& req) {
   if (req.body.empty()) return Ok();
   if (req.ContentType() != "application/json") {
-    return UnsupportedMedia("expected Content-Type application/json, got '" + std::string(req.ContentType()) + "'");
+    return UnsupportedMedia("expected Content-Type application/json, got '" + std::string(req.ContentType()) +
+                            "'");
   }
   return Ok();
 }
 
 Json ToJson(const iam::Principal& p) {
-  return {{"id", p.id},         {"name", p.name},     {"kind", p.kind},
-          {"personas", p.personas}, {"denies", p.denies}, {"created_at", p.created_at}};
+  return {{"id", p.id},         {"name", p.name},
+          {"kind", p.kind},     {"personas", p.personas},
+          {"denies", p.denies}, {"created_at", p.created_at}};
 }
 
 Json ToJson(const catalog::DatasetVersion& v) {
   Json schema = Json::array();
   for (const auto& f : v.schema.fields) {
-    schema.push_back({{"name", f.name}, {"type", std::string(frame::TypeName(f.type))}, {"nullable", f.nullable}});
+    schema.push_back(
+        {{"name", f.name}, {"type", std::string(frame::TypeName(f.type))}, {"nullable", f.nullable}});
   }
-  return {{"dataset", v.dataset},         {"version", v.version},           {"rows", v.rows},
-          {"source_bytes", v.source_bytes}, {"stored_bytes", v.stored_bytes}, {"content_hash", v.content_hash},
-          {"source", v.source},           {"created_by", v.created_by},     {"created_at", v.created_at},
+  return {{"dataset", v.dataset},
+          {"version", v.version},
+          {"rows", v.rows},
+          {"source_bytes", v.source_bytes},
+          {"stored_bytes", v.stored_bytes},
+          {"content_hash", v.content_hash},
+          {"source", v.source},
+          {"created_by", v.created_by},
+          {"created_at", v.created_at},
           {"schema", schema}};
 }
 
@@ -120,7 +129,8 @@ Json ToJson(const serving::Endpoint& e) {
 
 Json TableToJson(const frame::Table& t) {
   Json cols = Json::array();
-  for (const auto& c : t.columns) cols.push_back({{"name", c.field.name}, {"type", frame::TypeName(c.field.type)}});
+  for (const auto& c : t.columns)
+    cols.push_back({{"name", c.field.name}, {"type", frame::TypeName(c.field.type)}});
   Json rows = Json::array();
   for (size_t r = 0; r < t.num_rows(); ++r) {
     Json row = Json::array();
@@ -163,7 +173,8 @@ Response TableResponse(const Request& req, const frame::Table& t) {
     r.body = frame::WriteCsv(t);
     return r;
   }
-  if (format != "json") return http::ErrorResponse(InvalidArgument("format '" + format + "' is not csv or json"));
+  if (format != "json")
+    return http::ErrorResponse(InvalidArgument("format '" + format + "' is not csv or json"));
   return JsonOk(TableToJson(t));
 }
 
@@ -173,7 +184,8 @@ Result<ml::Matrix> InvocationRows(const Request& req, const serving::LoadedModel
   if (req.body.empty()) return InvalidArgument("the request body is empty");
   if (ct == "text/csv") return serving::ParseCsvRows(req.body, m.feature_names.size());
   if (ct == "application/json") return serving::ParseJsonInstances(req.body, m.feature_names.size());
-  return UnsupportedMedia("Content-Type '" + std::string(ct) + "' is not supported: use text/csv or application/json");
+  return UnsupportedMedia("Content-Type '" + std::string(ct) +
+                          "' is not supported: use text/csv or application/json");
 }
 
 }  // namespace
@@ -182,7 +194,8 @@ std::shared_ptr<http::Router> BuildRouter(Platform& p) {
   auto router = std::make_shared<http::Router>();
   auto add = [&](std::string method, std::string pattern, std::string action, http::Handler h,
                  size_t max_body = size_t{1} << 20) {
-    router->Add(http::Route{std::move(method), std::move(pattern), std::move(action), false, max_body, std::move(h)});
+    router->Add(
+        http::Route{std::move(method), std::move(pattern), std::move(action), false, max_body, std::move(h)});
   };
   auto add_public = [&](std::string method, std::string pattern, http::Handler h) {
     router->Add(http::Route{std::move(method), std::move(pattern), "", true, 0, std::move(h)});
@@ -211,13 +224,16 @@ std::shared_ptr<http::Router> BuildRouter(Platform& p) {
     auto name = GetString(*body, "name", "request body");
     if (!name) return http::ErrorResponse(name.error());
     std::vector<std::string> personas, denies;
+    std::string kind;
     try {
       personas = body->value("personas", std::vector<std::string>{});
       denies = body->value("denies", std::vector<std::string>{});
+      kind = body->value("kind", "user");
     } catch (const std::exception&) {
-      return http::ErrorResponse(InvalidArgument("request body: personas and denies must be lists of strings"));
+      return http::ErrorResponse(
+          InvalidArgument("request body: kind must be a string; personas and denies lists of strings"));
     }
-    auto created = p.iam->CreatePrincipal(*name, body->value("kind", "user"), personas, denies);
+    auto created = p.iam->CreatePrincipal(*name, kind, personas, denies);
     if (!created) return http::ErrorResponse(created.error());
     return JsonOk({{"principal", ToJson(created->first)}, {"token", created->second}}, 201);
   });
@@ -227,13 +243,15 @@ std::shared_ptr<http::Router> BuildRouter(Platform& p) {
       "POST", "/api/v1/datasets/{name}/versions", "dataset:create",
       [&p](Request& req) {
         if (req.ContentType() != "text/csv") {
-          return http::ErrorResponse(UnsupportedMedia("dataset upload: expected Content-Type text/csv, got '" +
-                                                      std::string(req.ContentType()) + "'"));
+          return http::ErrorResponse(
+              UnsupportedMedia("dataset upload: expected Content-Type text/csv, got '" +
+                               std::string(req.ContentType()) + "'"));
         }
         std::string source = "upload:" + req.Query("source").value_or("request");
         auto v = p.catalog->IngestCsv(req.path_params["name"], req.body, source, req.principal_id,
                                       req.Query("description").value_or(""));
-        return Render<catalog::DatasetVersion>(v, [](const auto& x) { return ToJson(x); }, 201);
+        return Render<catalog::DatasetVersion>(
+            v, [](const auto& x) { return ToJson(x); }, 201);
       },
       kMaxUploadBytes);
   add("GET", "/api/v1/datasets", "dataset:list", [&p](Request&) {
@@ -263,7 +281,8 @@ std::shared_ptr<http::Router> BuildRouter(Platform& p) {
     }
     if (auto l = req.Query("limit")) {
       auto parsed = ParseInt(*l, "limit");
-      if (!parsed || *parsed < 1) return http::ErrorResponse(InvalidArgument("limit must be a positive number"));
+      if (!parsed || *parsed < 1)
+        return http::ErrorResponse(InvalidArgument("limit must be a positive number"));
       limit = *parsed;
     }
     auto t = p.catalog->Read(req.path_params["name"], version);
@@ -275,11 +294,11 @@ std::shared_ptr<http::Router> BuildRouter(Platform& p) {
   add("POST", "/api/v1/runs", "pipeline:run", [&p](Request& req) {
     auto ct = req.ContentType();
     if (ct != "application/yaml" && ct != "application/x-yaml" && ct != "text/yaml" && ct != "text/plain") {
-      return http::ErrorResponse(
-          UnsupportedMedia("pipeline: expected Content-Type application/yaml, got '" + std::string(ct) + "'"));
+      return http::ErrorResponse(UnsupportedMedia("pipeline: expected Content-Type application/yaml, got '" +
+                                                  std::string(ct) + "'"));
     }
-    return Render<pipeline::Run>(p.runs->Submit(req.body, req.principal_id), [](const auto& r) { return ToJson(r); },
-                                 201);
+    return Render<pipeline::Run>(
+        p.runs->Submit(req.body, req.principal_id), [](const auto& r) { return ToJson(r); }, 201);
   });
   add("GET", "/api/v1/runs", "run:list", [&p](Request& req) {
     int limit = 50;
@@ -296,11 +315,13 @@ std::shared_ptr<http::Router> BuildRouter(Platform& p) {
   add("GET", "/api/v1/runs/{id}/logs", "run:logs", [&p](Request& req) {
     int64_t after = 0;
     if (auto a = req.Query("after")) after = ParseInt(*a, "after").value_or(0);
-    return Render<std::vector<pipeline::LogLine>>(p.runs->Logs(req.path_params["id"], after), [](const auto& v) {
-      Json a = Json::array();
-      for (const auto& l : v) a.push_back({{"seq", l.seq}, {"time", l.time}, {"step", l.step}, {"line", l.line}});
-      return a;
-    });
+    return Render<std::vector<pipeline::LogLine>>(
+        p.runs->Logs(req.path_params["id"], after), [](const auto& v) {
+          Json a = Json::array();
+          for (const auto& l : v)
+            a.push_back({{"seq", l.seq}, {"time", l.time}, {"step", l.step}, {"line", l.line}});
+          return a;
+        });
   });
   add("GET", "/api/v1/runs/{id}/steps/{step}/outputs/{output}", "run:read-artifact", [&p](Request& req) {
     auto t = p.runs->OutputTable(req.path_params["id"], req.path_params["step"], req.path_params["output"]);
@@ -359,7 +380,8 @@ std::shared_ptr<http::Router> BuildRouter(Platform& p) {
           if (!req.body.empty()) {
             auto body = ParseJson(req.body, "request body");
             if (!body) return http::ErrorResponse(body.error());
-            if (!body->is_object()) return http::ErrorResponse(InvalidArgument("request body: expected an object"));
+            if (!body->is_object())
+              return http::ErrorResponse(InvalidArgument("request body: expected an object"));
             auto c = body->find("comment");
             if (c != body->end() && !c->is_string()) {
               return http::ErrorResponse(InvalidArgument("request body: comment must be a string"));
@@ -368,8 +390,9 @@ std::shared_ptr<http::Router> BuildRouter(Platform& p) {
           }
           auto version = ParseInt(req.path_params["version"], "version");
           if (!version) return http::ErrorResponse(version.error());
-          auto r = approve ? p.registry->Approve(req.path_params["group"], *version, req.principal_id, comment)
-                           : p.registry->Reject(req.path_params["group"], *version, req.principal_id, comment);
+          auto r = approve
+                       ? p.registry->Approve(req.path_params["group"], *version, req.principal_id, comment)
+                       : p.registry->Reject(req.path_params["group"], *version, req.principal_id, comment);
           if (r) p.events->Notify();
           return Render<registry::ModelVersion>(r, [](const auto& x) { return ToJson(x); });
         });
@@ -434,7 +457,8 @@ std::shared_ptr<http::Router> BuildRouter(Platform& p) {
   add("GET", "/v2/models/{name}", "endpoint:describe", [&p](Request& req) {
     auto m = p.serving->Find(req.path_params["name"]);
     if (!m) return http::ErrorResponse(m.error());
-    return http::JsonResponse(200, serving::RenderOipMetadata((*m)->endpoint, (*m)->version, (*m)->feature_names));
+    return http::JsonResponse(200,
+                              serving::RenderOipMetadata((*m)->endpoint, (*m)->version, (*m)->feature_names));
   });
   add("GET", "/v2/models/{name}/ready", "endpoint:describe", [&p](Request& req) {
     auto m = p.serving->Find(req.path_params["name"]);
@@ -454,7 +478,8 @@ std::shared_ptr<http::Router> BuildRouter(Platform& p) {
         if (!parsed) return http::ErrorResponse(parsed.error());
         auto preds = (*m)->model->Predict(parsed->rows);
         if (!preds) return http::ErrorResponse(preds.error());
-        return http::JsonResponse(200, serving::RenderOipInfer((*m)->endpoint, (*m)->version, parsed->id, *preds));
+        return http::JsonResponse(200,
+                                  serving::RenderOipInfer((*m)->endpoint, (*m)->version, parsed->id, *preds));
       },
       size_t{16} << 20);
 

@@ -12,7 +12,8 @@ namespace takt::catalog {
 namespace {
 
 constexpr const char* kVersionColumns =
-    "dataset, version, blob_id, content_hash, rows, source_bytes, stored_bytes, schema_json, source, created_by, "
+    "dataset, version, blob_id, content_hash, rows, source_bytes, stored_bytes, schema_json, source, "
+    "created_by, "
     "created_at";
 
 Result<DatasetVersion> VersionFromRow(const store::Row& r) {
@@ -37,8 +38,9 @@ Status ValidateDatasetName(std::string_view name) {
   bool ok = !name.empty() && name.size() <= 63 && name[0] >= 'a' && name[0] <= 'z';
   for (char c : name) ok = ok && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-');
   if (!ok) {
-    return InvalidArgument("dataset name '" + std::string(name) +
-                           "' is invalid: use 1-63 lowercase letters, digits and '-', starting with a letter");
+    return InvalidArgument(
+        "dataset name '" + std::string(name) +
+        "' is invalid: use 1-63 lowercase letters, digits and '-', starting with a letter");
   }
   return Ok();
 }
@@ -52,18 +54,21 @@ Result<std::pair<std::string, int>> ParseDatasetRef(std::string_view ref) {
   int version = 0;
   for (char c : v) {
     if (c < '0' || c > '9' || version > 100000000) {
-      return InvalidArgument("dataset reference '" + std::string(ref) + "': version must be a positive number");
+      return InvalidArgument("dataset reference '" + std::string(ref) +
+                             "': version must be a positive number");
     }
     version = version * 10 + (c - '0');
   }
-  if (version <= 0) return InvalidArgument("dataset reference '" + std::string(ref) + "': version must be positive");
+  if (version <= 0)
+    return InvalidArgument("dataset reference '" + std::string(ref) + "': version must be positive");
   return std::make_pair(name, version);
 }
 
 std::string SchemaToJson(const frame::Schema& schema) {
   Json arr = Json::array();
   for (const auto& f : schema.fields) {
-    arr.push_back({{"name", f.name}, {"type", std::string(frame::TypeName(f.type))}, {"nullable", f.nullable}});
+    arr.push_back(
+        {{"name", f.name}, {"type", std::string(frame::TypeName(f.type))}, {"nullable", f.nullable}});
   }
   return arr.dump();
 }
@@ -87,9 +92,12 @@ Status CatalogService::Migrate() {
       {{1, "datasets",
         "CREATE TABLE datasets (name TEXT PRIMARY KEY, description TEXT NOT NULL, owner TEXT NOT NULL, "
         "created_at TEXT NOT NULL);"
-        "CREATE TABLE dataset_versions (dataset TEXT NOT NULL REFERENCES datasets(name), version INTEGER NOT NULL, "
-        "blob_id TEXT NOT NULL, content_hash TEXT NOT NULL, rows INTEGER NOT NULL, source_bytes INTEGER NOT NULL, "
-        "stored_bytes INTEGER NOT NULL, schema_json TEXT NOT NULL, source TEXT NOT NULL, created_by TEXT NOT NULL, "
+        "CREATE TABLE dataset_versions (dataset TEXT NOT NULL REFERENCES datasets(name), version INTEGER NOT "
+        "NULL, "
+        "blob_id TEXT NOT NULL, content_hash TEXT NOT NULL, rows INTEGER NOT NULL, source_bytes INTEGER NOT "
+        "NULL, "
+        "stored_bytes INTEGER NOT NULL, schema_json TEXT NOT NULL, source TEXT NOT NULL, created_by TEXT NOT "
+        "NULL, "
         "created_at TEXT NOT NULL, PRIMARY KEY (dataset, version));"}});
 }
 
@@ -108,7 +116,8 @@ Result<DatasetVersion> CatalogService::IngestCsv(const std::string& name, std::s
   }
   auto table = previous ? frame::ReadCsvWithSchema(csv, *previous) : frame::ReadCsv(csv);
   if (!table) return std::unexpected(table.error().WithContext("ingesting " + name + " from " + source));
-  if (table->num_rows() == 0) return InvalidArgument("ingesting " + name + " from " + source + ": no data rows");
+  if (table->num_rows() == 0)
+    return InvalidArgument("ingesting " + name + " from " + source + ": no data rows");
   std::string encoded = frame::EncodeTable(*table);
   // The blob is written first: if the metadata transaction fails, an
   // unreferenced blob remains, never a version without its data.
@@ -132,14 +141,16 @@ Result<DatasetVersion> CatalogService::IngestCsv(const std::string& name, std::s
           tx.Exec("INSERT INTO datasets (name, description, owner, created_at) VALUES (?, ?, ?, ?)",
                   {name, description, principal, v.created_at}));
     }
-    TAKT_ASSIGN_OR_RETURN(auto row, tx.QueryOne("SELECT COALESCE(MAX(version), 0) FROM dataset_versions WHERE "
-                                                "dataset = ?",
-                                                {name}, "max version"));
+    TAKT_ASSIGN_OR_RETURN(auto row,
+                          tx.QueryOne("SELECT COALESCE(MAX(version), 0) FROM dataset_versions WHERE "
+                                      "dataset = ?",
+                                      {name}, "max version"));
     v.version = static_cast<int>(row.Int(0)) + 1;
-    TAKT_RETURN_IF_ERROR(tx.Exec(std::string("INSERT INTO dataset_versions (") + kVersionColumns +
-                                     ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                                 {v.dataset, int64_t{v.version}, v.blob_id, v.content_hash, v.rows, v.source_bytes,
-                                  v.stored_bytes, SchemaToJson(v.schema), v.source, v.created_by, v.created_at}));
+    TAKT_RETURN_IF_ERROR(
+        tx.Exec(std::string("INSERT INTO dataset_versions (") + kVersionColumns +
+                    ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                {v.dataset, int64_t{v.version}, v.blob_id, v.content_hash, v.rows, v.source_bytes,
+                 v.stored_bytes, SchemaToJson(v.schema), v.source, v.created_by, v.created_at}));
     return Ok();
   });
   TAKT_RETURN_IF_ERROR(s);
@@ -147,9 +158,10 @@ Result<DatasetVersion> CatalogService::IngestCsv(const std::string& name, std::s
 }
 
 Result<std::vector<Dataset>> CatalogService::List() const {
-  TAKT_ASSIGN_OR_RETURN(auto rows, db_->Query("SELECT d.name, d.description, d.owner, d.created_at, "
-                                              "(SELECT COALESCE(MAX(version), 0) FROM dataset_versions v WHERE "
-                                              "v.dataset = d.name) FROM datasets d ORDER BY d.name"));
+  TAKT_ASSIGN_OR_RETURN(auto rows,
+                        db_->Query("SELECT d.name, d.description, d.owner, d.created_at, "
+                                   "(SELECT COALESCE(MAX(version), 0) FROM dataset_versions v WHERE "
+                                   "v.dataset = d.name) FROM datasets d ORDER BY d.name"));
   std::vector<Dataset> out;
   for (const auto& r : rows) {
     out.push_back({r.Text(0), r.Text(1), r.Text(2), r.Text(3), static_cast<int>(r.Int(4))});
@@ -159,10 +171,11 @@ Result<std::vector<Dataset>> CatalogService::List() const {
 
 Result<Dataset> CatalogService::Get(std::string_view name) const {
   TAKT_RETURN_IF_ERROR(ValidateDatasetName(name));
-  TAKT_ASSIGN_OR_RETURN(auto r, db_->QueryOne("SELECT d.name, d.description, d.owner, d.created_at, "
-                                              "(SELECT COALESCE(MAX(version), 0) FROM dataset_versions v WHERE "
-                                              "v.dataset = d.name) FROM datasets d WHERE d.name = ?",
-                                              {std::string(name)}, "dataset " + std::string(name) + " does not exist"));
+  TAKT_ASSIGN_OR_RETURN(
+      auto r, db_->QueryOne("SELECT d.name, d.description, d.owner, d.created_at, "
+                            "(SELECT COALESCE(MAX(version), 0) FROM dataset_versions v WHERE "
+                            "v.dataset = d.name) FROM datasets d WHERE d.name = ?",
+                            {std::string(name)}, "dataset " + std::string(name) + " does not exist"));
   return Dataset{r.Text(0), r.Text(1), r.Text(2), r.Text(3), static_cast<int>(r.Int(4))};
 }
 

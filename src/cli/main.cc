@@ -70,7 +70,8 @@ struct Context {
 
   // Sends a request; a non-2xx reply becomes the Error the server described.
   Result<Json> Call(std::string_view method, const std::string& target, std::string_view body = {},
-                    std::string_view content_type = {}, const std::function<void(size_t, size_t)>& progress = {}) {
+                    std::string_view content_type = {},
+                    const std::function<void(size_t, size_t)>& progress = {}) {
     TAKT_ASSIGN_OR_RETURN(http::Client * c, Client());
     TAKT_ASSIGN_OR_RETURN(http::ClientResponse r, c->Send(method, target, body, content_type, progress));
     if (r.status >= 200 && r.status < 300) {
@@ -89,7 +90,8 @@ struct Context {
                    Code::kUnsupportedMedia, Code::kResourceExhausted, Code::kUnavailable}) {
       if (CodeName(k) == code) c2 = k;
     }
-    if (c2 == Code::kUnauthenticated) message += " (log in with `takt login --token <token>` or set TAKT_TOKEN)";
+    if (c2 == Code::kUnauthenticated)
+      message += " (log in with `takt login --token <token>` or set TAKT_TOKEN)";
     return MakeError(c2, message);
   }
 };
@@ -132,11 +134,12 @@ Status CmdInit(Context& ctx, const std::string& admin) {
     return Ok();
   }
   std::cout << "Initialised " << r.data_dir << "\n"
-            << "  master key   " << r.master_key_file << " (mode 0600: back it up; without it the data is lost)\n"
+            << "  master key   " << r.master_key_file
+            << " (mode 0600: back it up; without it the data is lost)\n"
             << "  admin        " << r.admin_name << "\n"
             << "  admin token  " << r.admin_token << "\n\n"
-            << "The token is shown only this once. Start the server with `takt server --data-dir " << r.data_dir
-            << "`,\nthen `takt login --token <token>`.\n";
+            << "The token is shown only this once. Start the server with `takt server --data-dir "
+            << r.data_dir << "`,\nthen `takt login --token <token>`.\n";
   return Ok();
 }
 
@@ -169,7 +172,8 @@ Status CmdServer(Context& ctx) {
 }
 
 Status CmdLogin(Context& ctx, const std::string& token) {
-  if (token.empty()) return InvalidArgument("--token is required (the token `takt init` or `principal create` printed)");
+  if (token.empty())
+    return InvalidArgument("--token is required (the token `takt init` or `principal create` printed)");
   ctx.config.token = token;
   TAKT_ASSIGN_OR_RETURN(Json me, ctx.Call("GET", "/api/v1/whoami"));
   fs::path path = ctx.config.CredentialsPath();
@@ -203,7 +207,8 @@ Status CmdWhoami(Context& ctx) {
 
 Status CmdPrincipalCreate(Context& ctx, const std::string& name, const std::vector<std::string>& personas,
                           const std::vector<std::string>& denies, bool service) {
-  Json body = {{"name", name}, {"kind", service ? "service" : "user"}, {"personas", personas}, {"denies", denies}};
+  Json body = {
+      {"name", name}, {"kind", service ? "service" : "user"}, {"personas", personas}, {"denies", denies}};
   TAKT_ASSIGN_OR_RETURN(Json r, ctx.Call("POST", "/api/v1/principals", body.dump(), "application/json"));
   if (ctx.json()) return PrintJson(r), Ok();
   std::cout << "Created principal " << name << "\n  token " << r.value("token", "")
@@ -263,7 +268,8 @@ Status CmdDatasetIngest(Context& ctx, const std::string& name, const std::string
                         const std::string& description) {
   TAKT_ASSIGN_OR_RETURN(std::string data, ReadFile(file));
   Progress progress("upload " + fs::path(file).filename().string());
-  std::string target = "/api/v1/datasets/" + Enc(name) + "/versions?source=" + Enc(fs::path(file).filename().string());
+  std::string target =
+      "/api/v1/datasets/" + Enc(name) + "/versions?source=" + Enc(fs::path(file).filename().string());
   if (!description.empty()) target += "&description=" + Enc(description);
   TAKT_ASSIGN_OR_RETURN(Json v, ctx.Call("POST", target, data, "text/csv",
                                          [&](size_t done, size_t total) { progress.Update(done, total); }));
@@ -280,7 +286,8 @@ Status CmdDatasetList(Context& ctx) {
   if (ctx.json()) return PrintJson(r), Ok();
   std::vector<std::vector<std::string>> rows;
   for (const auto& d : r) {
-    rows.push_back({Str(d, "name"), Str(d, "latest_version"), Str(d, "owner"), ShortTime(Str(d, "created_at"))});
+    rows.push_back(
+        {Str(d, "name"), Str(d, "latest_version"), Str(d, "owner"), ShortTime(Str(d, "created_at"))});
   }
   PrintTable({"NAME", "LATEST", "OWNER", "CREATED"}, rows);
   return Ok();
@@ -294,8 +301,8 @@ Status CmdDatasetShow(Context& ctx, const std::string& name) {
   std::vector<std::vector<std::string>> rows;
   for (const auto& v : d["versions"]) {
     rows.push_back({Str(v, "version"), Str(v, "rows"), HumanBytes(v.value("source_bytes", 0)),
-                    HumanBytes(v.value("stored_bytes", 0)), Str(v, "content_hash").substr(0, 12), Str(v, "source"),
-                    Str(v, "created_by"), ShortTime(Str(v, "created_at"))});
+                    HumanBytes(v.value("stored_bytes", 0)), Str(v, "content_hash").substr(0, 12),
+                    Str(v, "source"), Str(v, "created_by"), ShortTime(Str(v, "created_at"))});
   }
   PrintTable({"VERSION", "ROWS", "SOURCE SIZE", "STORED", "CONTENT", "SOURCE", "BY", "CREATED"}, rows);
   if (!d["versions"].empty()) {
@@ -317,10 +324,14 @@ void PrintRows(const Json& t) {
   for (const auto& r : t["rows"]) {
     std::vector<std::string> row;
     for (const auto& v : r) {
-      if (v.is_null()) row.push_back("");
-      else if (v.is_string()) row.push_back(v.get<std::string>());
-      else if (v.is_number_float()) row.push_back(Num(v.get<double>(), 3));
-      else row.push_back(v.dump());
+      if (v.is_null())
+        row.push_back("");
+      else if (v.is_string())
+        row.push_back(v.get<std::string>());
+      else if (v.is_number_float())
+        row.push_back(Num(v.get<double>(), 3));
+      else
+        row.push_back(v.dump());
     }
     rows.push_back(std::move(row));
   }
@@ -339,8 +350,9 @@ Status CmdDatasetHead(Context& ctx, const std::string& name, int n, int version)
 // ---------------------------------------------------------------- runs
 
 void PrintRun(const Json& run) {
-  std::cout << "Run " << Str(run, "id") << " of pipeline " << Str(run, "pipeline") << ": " << Str(run, "status")
-            << " (by " << Str(run, "created_by") << ", created " << ShortTime(Str(run, "created_at")) << ")\n";
+  std::cout << "Run " << Str(run, "id") << " of pipeline " << Str(run, "pipeline") << ": "
+            << Str(run, "status") << " (by " << Str(run, "created_by") << ", created "
+            << ShortTime(Str(run, "created_at")) << ")\n";
   if (!Str(run, "error").empty()) std::cout << "  error: " << Str(run, "error") << "\n";
   std::vector<std::vector<std::string>> rows;
   for (const auto& s : run["steps"]) {
@@ -348,7 +360,8 @@ void PrintRun(const Json& run) {
     if (s["metrics"].is_object()) {
       for (const auto& [k, v] : s["metrics"].items()) {
         if (!v.is_number()) continue;
-        metrics += (metrics.empty() ? "" : " ") + k + "=" + (v.is_number_float() ? Num(v.get<double>()) : v.dump());
+        metrics +=
+            (metrics.empty() ? "" : " ") + k + "=" + (v.is_number_float() ? Num(v.get<double>()) : v.dump());
       }
     }
     rows.push_back({Str(s, "name"), Str(s, "kind"), Str(s, "status"), metrics});
@@ -361,7 +374,8 @@ Result<Json> FollowRun(Context& ctx, const std::string& id, bool quiet) {
   int64_t after = 0;
   std::map<std::string, std::string> shown;
   for (;;) {
-    TAKT_ASSIGN_OR_RETURN(Json logs, ctx.Call("GET", "/api/v1/runs/" + Enc(id) + "/logs?after=" + std::to_string(after)));
+    TAKT_ASSIGN_OR_RETURN(
+        Json logs, ctx.Call("GET", "/api/v1/runs/" + Enc(id) + "/logs?after=" + std::to_string(after)));
     for (const auto& l : logs) {
       after = std::max<int64_t>(after, l.value("seq", int64_t{0}));
       if (!quiet) std::cerr << "  [" << Str(l, "step") << "] " << Str(l, "line") << "\n";
@@ -371,7 +385,8 @@ Result<Json> FollowRun(Context& ctx, const std::string& id, bool quiet) {
       std::string status = Str(s, "status");
       if (shown[Str(s, "name")] != status && (status == "succeeded" || status == "failed")) {
         shown[Str(s, "name")] = status;
-        if (!quiet) std::cerr << (status == "succeeded" ? "✓ " : "✗ ") << Str(s, "name") << " " << status << "\n";
+        if (!quiet)
+          std::cerr << (status == "succeeded" ? "✓ " : "✗ ") << Str(s, "name") << " " << status << "\n";
       }
     }
     std::string st = Str(run, "status");
@@ -396,7 +411,8 @@ Status CmdPipelineRun(Context& ctx, const std::string& file, bool wait) {
   } else {
     PrintRun(done);
   }
-  if (Str(done, "status") != "succeeded") return FailedPrecondition("run " + id + " failed: " + Str(done, "error"));
+  if (Str(done, "status") != "succeeded")
+    return FailedPrecondition("run " + id + " failed: " + Str(done, "error"));
   return Ok();
 }
 
@@ -435,7 +451,8 @@ Status CmdRunLogs(Context& ctx, const std::string& id, bool follow) {
 
 Status CmdRunExport(Context& ctx, const std::string& id, const std::string& what, const std::string& file) {
   auto slash = what.find('/');
-  if (slash == std::string::npos) return InvalidArgument("name the output as STEP/OUTPUT, e.g. features/latest");
+  if (slash == std::string::npos)
+    return InvalidArgument("name the output as STEP/OUTPUT, e.g. features/latest");
   std::string target = "/api/v1/runs/" + Enc(id) + "/steps/" + Enc(what.substr(0, slash)) + "/outputs/" +
                        Enc(what.substr(slash + 1)) + "?format=csv";
   TAKT_ASSIGN_OR_RETURN(Json body, ctx.Call("GET", target));
@@ -456,7 +473,8 @@ Status CmdRunExport(Context& ctx, const std::string& id, const std::string& what
 std::string MetricsLine(const Json& m, std::initializer_list<const char*> keys) {
   std::string s;
   for (const char* k : keys) {
-    if (m.is_object() && m.contains(k) && m[k].is_number()) s += (s.empty() ? "" : " ") + std::string(k) + "=" + Num(m[k]);
+    if (m.is_object() && m.contains(k) && m[k].is_number())
+      s += (s.empty() ? "" : " ") + std::string(k) + "=" + Num(m[k]);
   }
   return s;
 }
@@ -475,8 +493,8 @@ Status CmdModelList(Context& ctx) {
 
 Status CmdModelShow(Context& ctx, const std::string& group, int version) {
   if (version > 0) {
-    TAKT_ASSIGN_OR_RETURN(Json v, ctx.Call("GET", "/api/v1/models/" + Enc(group) + "/versions/" +
-                                                      std::to_string(version)));
+    TAKT_ASSIGN_OR_RETURN(
+        Json v, ctx.Call("GET", "/api/v1/models/" + Enc(group) + "/versions/" + std::to_string(version)));
     if (ctx.json()) return PrintJson(v), Ok();
     std::cout << Str(v, "group") << " v" << Str(v, "version") << ": " << Str(v, "status") << "\n"
               << "  framework   " << Str(v, "framework") << ", " << v["feature_names"].size() << " features\n"
@@ -484,7 +502,8 @@ Status CmdModelShow(Context& ctx, const std::string& group, int version) {
               << "\n"
               << "  lineage     dataset " << Str(v["lineage"], "dataset") << " v"
               << Str(v["lineage"], "dataset_version") << ", run " << Str(v["lineage"], "run_id") << "\n"
-              << "  created     " << ShortTime(Str(v, "created_at")) << " by " << Str(v, "created_by") << "\n";
+              << "  created     " << ShortTime(Str(v, "created_at")) << " by " << Str(v, "created_by")
+              << "\n";
     if (!Str(v, "decided_by").empty()) {
       std::cout << "  decided     " << ShortTime(Str(v, "decided_at")) << " by " << Str(v, "decided_by")
                 << (Str(v, "comment").empty() ? "" : ": " + Str(v, "comment")) << "\n";
@@ -495,7 +514,8 @@ Status CmdModelShow(Context& ctx, const std::string& group, int version) {
   if (ctx.json()) return PrintJson(r), Ok();
   std::vector<std::vector<std::string>> rows;
   for (const auto& v : r) {
-    rows.push_back({Str(v, "version"), Str(v, "status"), MetricsLine(v["metrics"], {"auc", "pr_auc", "recall"}),
+    rows.push_back({Str(v, "version"), Str(v, "status"),
+                    MetricsLine(v["metrics"], {"auc", "pr_auc", "recall"}),
                     Str(v["lineage"], "dataset") + " v" + Str(v["lineage"], "dataset_version"),
                     Str(v["lineage"], "run_id"), Str(v, "created_by"), Str(v, "decided_by")});
   }
@@ -503,28 +523,33 @@ Status CmdModelShow(Context& ctx, const std::string& group, int version) {
   return Ok();
 }
 
-Status CmdModelDecide(Context& ctx, const std::string& group, int version, const std::string& comment, bool approve) {
+Status CmdModelDecide(Context& ctx, const std::string& group, int version, const std::string& comment,
+                      bool approve) {
   Json body = {{"comment", comment}};
   TAKT_ASSIGN_OR_RETURN(Json v, ctx.Call("POST",
-                                         "/api/v1/models/" + Enc(group) + "/versions/" + std::to_string(version) +
-                                             (approve ? "/approve" : "/reject"),
+                                         "/api/v1/models/" + Enc(group) + "/versions/" +
+                                             std::to_string(version) + (approve ? "/approve" : "/reject"),
                                          body.dump(), "application/json"));
   if (ctx.json()) return PrintJson(v), Ok();
   std::cout << Str(v, "group") << " v" << Str(v, "version") << " is now " << Str(v, "status") << " (by "
             << Str(v, "decided_by") << ")\n";
-  if (approve) std::cout << "The release starts: it is deployed to the dev stage as endpoint " << group << "-dev\n";
+  if (approve)
+    std::cout << "The release starts: it is deployed to the dev stage as endpoint " << group << "-dev\n";
   return Ok();
 }
 
 Status CmdModelDownload(Context& ctx, const std::string& group, int version, const std::string& file) {
   if (file.empty()) return InvalidArgument("--file is required");
   TAKT_ASSIGN_OR_RETURN(http::Client * client, ctx.Client());
-  TAKT_ASSIGN_OR_RETURN(http::ClientResponse r, client->Send("GET", "/api/v1/models/" + Enc(group) + "/versions/" +
-                                                                        std::to_string(version) + "/artifact"));
+  TAKT_ASSIGN_OR_RETURN(http::ClientResponse r,
+                        client->Send("GET", "/api/v1/models/" + Enc(group) + "/versions/" +
+                                                std::to_string(version) + "/artifact"));
   if (r.status != 200) {
     auto j = Json::parse(r.body, nullptr, false);
     std::string msg = j.is_object() && j.contains("error") ? j["error"].value("message", r.body) : r.body;
-    return MakeError(r.status == 404 ? Code::kNotFound : r.status == 403 ? Code::kPermissionDenied : Code::kInternal,
+    return MakeError(r.status == 404   ? Code::kNotFound
+                     : r.status == 403 ? Code::kPermissionDenied
+                                       : Code::kInternal,
                      msg);
   }
   std::ofstream out(file, std::ios::binary | std::ios::trunc);
@@ -551,9 +576,10 @@ Status CmdEndpointList(Context& ctx) {
 Status CmdEndpointShow(Context& ctx, const std::string& name) {
   TAKT_ASSIGN_OR_RETURN(Json e, ctx.Call("GET", "/api/v1/endpoints/" + Enc(name)));
   if (ctx.json()) return PrintJson(e), Ok();
-  std::cout << "Endpoint " << Str(e, "name") << " (" << Str(e, "stage") << "): " << Str(e, "status") << ", serving "
-            << Str(e, "model_group") << " v" << Str(e, "model_version") << "\n"
-            << "  Open Inference Protocol  POST " << ctx.config.url << "/v2/models/" << Str(e, "name") << "/infer\n"
+  std::cout << "Endpoint " << Str(e, "name") << " (" << Str(e, "stage") << "): " << Str(e, "status")
+            << ", serving " << Str(e, "model_group") << " v" << Str(e, "model_version") << "\n"
+            << "  Open Inference Protocol  POST " << ctx.config.url << "/v2/models/" << Str(e, "name")
+            << "/infer\n"
             << "  SageMaker runtime        POST " << ctx.config.url << "/endpoints/" << Str(e, "name")
             << "/invocations\n"
             << "  features                 " << (e.contains("feature_names") ? e["feature_names"].size() : 0)
@@ -598,14 +624,17 @@ Status CmdEndpointInvoke(Context& ctx, const std::string& name, const std::strin
                         client->Send("POST", "/endpoints/" + Enc(name) + "/invocations", csv, "text/csv"));
   if (resp.status != 200) {
     auto j = Json::parse(resp.body, nullptr, false);
-    std::string msg = j.is_object() && j.contains("error") ? j["error"].value("message", resp.body) : resp.body;
-    return MakeError(resp.status == 403 ? Code::kPermissionDenied : Code::kInvalidArgument, "invoking " + name + ": " + msg);
+    std::string msg =
+        j.is_object() && j.contains("error") ? j["error"].value("message", resp.body) : resp.body;
+    return MakeError(resp.status == 403 ? Code::kPermissionDenied : Code::kInvalidArgument,
+                     "invoking " + name + ": " + msg);
   }
   std::vector<double> scores;
   std::istringstream in(resp.body);
   for (std::string line; std::getline(in, line);)
     if (!line.empty()) scores.push_back(std::stod(line));
-  if (scores.size() != table->num_rows()) return Internal("the endpoint returned a wrong number of predictions");
+  if (scores.size() != table->num_rows())
+    return Internal("the endpoint returned a wrong number of predictions");
   std::vector<size_t> order(scores.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return scores[a] > scores[b]; });
@@ -671,12 +700,17 @@ Status CmdAuditList(Context& ctx, const std::string& principal, const std::strin
 
 int ExitCode(const Error& e) {
   switch (e.code()) {
-    case Code::kInvalidArgument: return 2;
+    case Code::kInvalidArgument:
+      return 2;
     case Code::kUnauthenticated:
-    case Code::kPermissionDenied: return 3;
-    case Code::kNotFound: return 4;
-    case Code::kUnavailable: return 5;
-    default: return 1;
+    case Code::kPermissionDenied:
+      return 3;
+    case Code::kNotFound:
+      return 4;
+    case Code::kUnavailable:
+      return 5;
+    default:
+      return 1;
   }
 }
 
@@ -690,10 +724,12 @@ int Main(int argc, char** argv) {
   Context ctx;
   std::map<std::string, std::string>& flags = ctx.flags;
   auto setting = [&](CLI::App* cmd, const std::string& key, const std::string& help) {
-    cmd->add_option_function<std::string>("--" + key, [&flags, key](const std::string& v) { flags[key] = v; }, help);
+    cmd->add_option_function<std::string>(
+        "--" + key, [&flags, key](const std::string& v) { flags[key] = v; }, help);
   };
   auto output = [&](CLI::App* cmd) {
-    cmd->add_option("-o,--output", ctx.output, "table (default) or json")->check(CLI::IsMember({"table", "json"}));
+    cmd->add_option("-o,--output", ctx.output, "table (default) or json")
+        ->check(CLI::IsMember({"table", "json"}));
   };
   app.add_option("--config", ctx.config_file, "config file (YAML; also TAKT_CONFIG)");
   setting(&app, "url", "server URL (TAKT_URL; default http://127.0.0.1:8080)");
@@ -737,7 +773,8 @@ int Main(int argc, char** argv) {
   whoami->callback(run([&] { return CmdWhoami(ctx); }));
 
   // principal
-  auto* principal = app.add_subcommand("principal", "users and service identities")->require_subcommand(1)->fallthrough();
+  auto* principal =
+      app.add_subcommand("principal", "users and service identities")->require_subcommand(1)->fallthrough();
   std::string p_name;
   std::vector<std::string> personas, denies;
   bool service = false;
@@ -755,7 +792,8 @@ int Main(int argc, char** argv) {
   pl->callback(run([&] { return CmdPrincipalList(ctx); }));
 
   // sim
-  auto* simcmd = app.add_subcommand("sim", "simulators for demos and tests")->require_subcommand(1)->fallthrough();
+  auto* simcmd =
+      app.add_subcommand("sim", "simulators for demos and tests")->require_subcommand(1)->fallthrough();
   sim::WeldOptions weld;
   std::string sim_out;
   auto* sw = simcmd->add_subcommand("weld", "hourly telemetry of welding-gun robots with failures");
@@ -792,7 +830,8 @@ int Main(int argc, char** argv) {
 
   // pipeline / run
   auto* pipeline = app.add_subcommand("pipeline", "pipelines of processing, training and evaluation")
-                       ->require_subcommand(1)->fallthrough();
+                       ->require_subcommand(1)
+                       ->fallthrough();
   std::string pipeline_file;
   bool no_wait = false;
   auto* pr = pipeline->add_subcommand("run", "submit a pipeline YAML and follow the run");
@@ -835,8 +874,9 @@ int Main(int argc, char** argv) {
   output(ms);
   ms->callback(run([&] { return CmdModelShow(ctx, group, version); }));
   for (bool approve : {true, false}) {
-    auto* cmd = model->add_subcommand(approve ? "approve" : "reject",
-                                      approve ? "approve a version (starts its release)" : "reject a version");
+    auto* cmd =
+        model->add_subcommand(approve ? "approve" : "reject",
+                              approve ? "approve a version (starts its release)" : "reject a version");
     cmd->add_option("group", group, "model group")->required();
     cmd->add_option("version", version, "version")->required();
     cmd->add_option("--comment", comment, "why");
@@ -852,7 +892,8 @@ int Main(int argc, char** argv) {
   md->callback(run([&] { return CmdModelDownload(ctx, group, version, model_file); }));
 
   // endpoint
-  auto* endpoint = app.add_subcommand("endpoint", "online inference endpoints")->require_subcommand(1)->fallthrough();
+  auto* endpoint =
+      app.add_subcommand("endpoint", "online inference endpoints")->require_subcommand(1)->fallthrough();
   std::string ep_name, ep_file;
   std::vector<std::string> id_columns;
   int top = 0;

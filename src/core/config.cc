@@ -45,31 +45,58 @@ Status SetOneOf(std::string& out, const std::string& value, const std::string& s
 
 const std::vector<Setting>& Settings() {
   static const auto* settings = new std::vector<Setting>{
-      {"data-dir", [](Config& c, const std::string& v, const std::string&) { c.data_dir = v; return Ok(); }},
+      {"data-dir",
+       [](Config& c, const std::string& v, const std::string&) {
+         c.data_dir = v;
+         return Ok();
+       }},
       {"master-key-file",
-       [](Config& c, const std::string& v, const std::string&) { c.master_key_file = v; return Ok(); }},
-      {"address", [](Config& c, const std::string& v, const std::string&) { c.address = v; return Ok(); }},
-      {"port", [](Config& c, const std::string& v, const std::string& s) { return SetInt(c.port, v, s, 0, 65535); }},
-      {"http-threads",
-       [](Config& c, const std::string& v, const std::string& s) { return SetInt(c.http_threads, v, s, 1, 256); }},
-      {"workers", [](Config& c, const std::string& v, const std::string& s) { return SetInt(c.workers, v, s, 1, 256); }},
-      {"log-format", [](Config& c, const std::string& v,
-                        const std::string& s) { return SetOneOf(c.log_format, v, s, {"text", "json"}); }},
+       [](Config& c, const std::string& v, const std::string&) {
+         c.master_key_file = v;
+         return Ok();
+       }},
+      {"address",
+       [](Config& c, const std::string& v, const std::string&) {
+         c.address = v;
+         return Ok();
+       }},
+      {"port",
+       [](Config& c, const std::string& v, const std::string& s) { return SetInt(c.port, v, s, 0, 65535); }},
+      {"http-threads", [](Config& c, const std::string& v,
+                          const std::string& s) { return SetInt(c.http_threads, v, s, 1, 256); }},
+      {"workers",
+       [](Config& c, const std::string& v, const std::string& s) { return SetInt(c.workers, v, s, 1, 256); }},
+      {"log-format",
+       [](Config& c, const std::string& v, const std::string& s) {
+         return SetOneOf(c.log_format, v, s, {"text", "json"});
+       }},
       {"log-level",
        [](Config& c, const std::string& v, const std::string& s) {
          return SetOneOf(c.log_level, v, s, {"debug", "info", "warn", "error"});
        }},
-      {"url", [](Config& c, const std::string& v, const std::string&) { c.url = v; return Ok(); }},
-      {"token", [](Config& c, const std::string& v, const std::string&) { c.token = v; return Ok(); }},
+      {"url",
+       [](Config& c, const std::string& v, const std::string&) {
+         c.url = v;
+         return Ok();
+       }},
+      {"token",
+       [](Config& c, const std::string& v, const std::string&) {
+         c.token = v;
+         return Ok();
+       }},
       {"credentials-file",
-       [](Config& c, const std::string& v, const std::string&) { c.credentials_file = v; return Ok(); }},
+       [](Config& c, const std::string& v, const std::string&) {
+         c.credentials_file = v;
+         return Ok();
+       }},
   };
   return *settings;
 }
 
 std::string EnvName(const std::string& key) {
   std::string env = "TAKT_";
-  for (char ch : key) env += ch == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  for (char ch : key)
+    env += ch == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
   return env;
 }
 
@@ -108,19 +135,21 @@ Result<Config> LoadConfig(const std::map<std::string, std::string>& flags, std::
     } catch (const YAML::BadFile&) {
       return NotFound("config file " + config_file + " cannot be read");
     } catch (const YAML::Exception& e) {
-      return InvalidArgument("config file " + config_file + ": line " + std::to_string(e.mark.line + 1) + ": " +
-                             e.msg);
+      return InvalidArgument("config file " + config_file + ": line " + std::to_string(e.mark.line + 1) +
+                             ": " + e.msg);
     }
     if (root && !root.IsNull()) {
-      if (!root.IsMap()) return InvalidArgument("config file " + config_file + ": expected a mapping of settings");
+      if (!root.IsMap())
+        return InvalidArgument("config file " + config_file + ": expected a mapping of settings");
       for (const auto& kv : root) {
         std::string key = kv.first.as<std::string>("");
         const Setting* found = nullptr;
         for (const auto& s : Settings())
           if (s.key == key) found = &s;
-        std::string source = "config file " + config_file + ": line " + std::to_string(kv.first.Mark().line + 1) +
-                             ": " + key;
-        if (!found) return InvalidArgument(source + " is not a setting (known: data-dir, port, address, ...)");
+        std::string source =
+            "config file " + config_file + ": line " + std::to_string(kv.first.Mark().line + 1) + ": " + key;
+        if (!found)
+          return InvalidArgument(source + " is not a setting (known: data-dir, port, address, ...)");
         if (!kv.second.IsScalar()) return InvalidArgument(source + ": expected a single value");
         TAKT_RETURN_IF_ERROR(found->set(config, kv.second.Scalar(), source));
       }

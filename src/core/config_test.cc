@@ -66,7 +66,8 @@ TEST_F(ConfigTest, BadValuesNameTheirSource) {
 TEST_F(ConfigTest, UnknownFileKeyAndInvalidYamlAreErrors) {
   auto c = LoadConfig({}, WriteFile("prot: 1\n"));
   ASSERT_FALSE(c.has_value());
-  EXPECT_NE(c.error().message().find("line 1: prot is not a setting"), std::string::npos) << c.error().message();
+  EXPECT_NE(c.error().message().find("line 1: prot is not a setting"), std::string::npos)
+      << c.error().message();
   c = LoadConfig({}, WriteFile("port: [1,\n"));
   ASSERT_FALSE(c.has_value());
   EXPECT_EQ(c.error().code(), Code::kInvalidArgument);

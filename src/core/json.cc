@@ -17,16 +17,20 @@ Result<Json> ParseJson(std::string_view text, std::string_view what) {
 Result<std::string> GetString(const Json& obj, std::string_view key, std::string_view what) {
   if (!obj.is_object()) return InvalidArgument(std::string(what) + ": expected a JSON object");
   auto it = obj.find(key);
-  if (it == obj.end()) return InvalidArgument(std::string(what) + ": missing field '" + std::string(key) + "'");
-  if (!it->is_string()) return InvalidArgument(std::string(what) + ": field '" + std::string(key) + "' must be a string");
+  if (it == obj.end())
+    return InvalidArgument(std::string(what) + ": missing field '" + std::string(key) + "'");
+  if (!it->is_string())
+    return InvalidArgument(std::string(what) + ": field '" + std::string(key) + "' must be a string");
   return it->get<std::string>();
 }
 
 Result<double> GetNumber(const Json& obj, std::string_view key, std::string_view what) {
   if (!obj.is_object()) return InvalidArgument(std::string(what) + ": expected a JSON object");
   auto it = obj.find(key);
-  if (it == obj.end()) return InvalidArgument(std::string(what) + ": missing field '" + std::string(key) + "'");
-  if (!it->is_number()) return InvalidArgument(std::string(what) + ": field '" + std::string(key) + "' must be a number");
+  if (it == obj.end())
+    return InvalidArgument(std::string(what) + ": missing field '" + std::string(key) + "'");
+  if (!it->is_number())
+    return InvalidArgument(std::string(what) + ": field '" + std::string(key) + "' must be a number");
   return it->get<double>();
 }
 

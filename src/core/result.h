@@ -69,17 +69,35 @@ inline Status Ok() { return {}; }
 inline std::unexpected<Error> MakeError(Code c, std::string m) {
   return std::unexpected<Error>(Error(c, std::move(m)));
 }
-inline std::unexpected<Error> InvalidArgument(std::string m) { return MakeError(Code::kInvalidArgument, std::move(m)); }
-inline std::unexpected<Error> Unauthenticated(std::string m) { return MakeError(Code::kUnauthenticated, std::move(m)); }
-inline std::unexpected<Error> PermissionDenied(std::string m) { return MakeError(Code::kPermissionDenied, std::move(m)); }
+inline std::unexpected<Error> InvalidArgument(std::string m) {
+  return MakeError(Code::kInvalidArgument, std::move(m));
+}
+inline std::unexpected<Error> Unauthenticated(std::string m) {
+  return MakeError(Code::kUnauthenticated, std::move(m));
+}
+inline std::unexpected<Error> PermissionDenied(std::string m) {
+  return MakeError(Code::kPermissionDenied, std::move(m));
+}
 inline std::unexpected<Error> NotFound(std::string m) { return MakeError(Code::kNotFound, std::move(m)); }
-inline std::unexpected<Error> AlreadyExists(std::string m) { return MakeError(Code::kAlreadyExists, std::move(m)); }
+inline std::unexpected<Error> AlreadyExists(std::string m) {
+  return MakeError(Code::kAlreadyExists, std::move(m));
+}
 inline std::unexpected<Error> Conflict(std::string m) { return MakeError(Code::kConflict, std::move(m)); }
-inline std::unexpected<Error> FailedPrecondition(std::string m) { return MakeError(Code::kFailedPrecondition, std::move(m)); }
-inline std::unexpected<Error> PayloadTooLarge(std::string m) { return MakeError(Code::kPayloadTooLarge, std::move(m)); }
-inline std::unexpected<Error> UnsupportedMedia(std::string m) { return MakeError(Code::kUnsupportedMedia, std::move(m)); }
-inline std::unexpected<Error> ResourceExhausted(std::string m) { return MakeError(Code::kResourceExhausted, std::move(m)); }
-inline std::unexpected<Error> Unavailable(std::string m) { return MakeError(Code::kUnavailable, std::move(m)); }
+inline std::unexpected<Error> FailedPrecondition(std::string m) {
+  return MakeError(Code::kFailedPrecondition, std::move(m));
+}
+inline std::unexpected<Error> PayloadTooLarge(std::string m) {
+  return MakeError(Code::kPayloadTooLarge, std::move(m));
+}
+inline std::unexpected<Error> UnsupportedMedia(std::string m) {
+  return MakeError(Code::kUnsupportedMedia, std::move(m));
+}
+inline std::unexpected<Error> ResourceExhausted(std::string m) {
+  return MakeError(Code::kResourceExhausted, std::move(m));
+}
+inline std::unexpected<Error> Unavailable(std::string m) {
+  return MakeError(Code::kUnavailable, std::move(m));
+}
 inline std::unexpected<Error> Internal(std::string m) { return MakeError(Code::kInternal, std::move(m)); }
 
 // Deliberately ignoring a result is written out, and easy to grep.
@@ -101,7 +119,7 @@ inline void IgnoreError(R&&) {}
 // `TAKT_ASSIGN_OR_RETURN(auto x, Compute());` binds the value or returns the error.
 #define TAKT_ASSIGN_OR_RETURN(lhs, expr) \
   TAKT_ASSIGN_OR_RETURN_IMPL_(TAKT_CONCAT_(takt_result_, __LINE__), lhs, expr)
-#define TAKT_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr)    \
-  auto tmp = (expr);                                   \
-  if (!tmp) return std::unexpected(tmp.error());       \
+#define TAKT_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \
+  auto tmp = (expr);                                \
+  if (!tmp) return std::unexpected(tmp.error());    \
   lhs = std::move(*tmp)

@@ -10,9 +10,10 @@ Result<Event> Append(store::Database& tx, Event e) {
   if (e.id.empty()) e.id = NewId("ev");
   if (e.time.empty()) e.time = NowIso();
   TAKT_ASSIGN_OR_RETURN(
-      auto rows, tx.Query("INSERT INTO outbox (id, type, source, subject, time, data_json) VALUES (?, ?, ?, ?, ?, ?) "
-                          "RETURNING seq",
-                          {e.id, e.type, e.source, e.subject, e.time, e.data_json}));
+      auto rows,
+      tx.Query("INSERT INTO outbox (id, type, source, subject, time, data_json) VALUES (?, ?, ?, ?, ?, ?) "
+               "RETURNING seq",
+               {e.id, e.type, e.source, e.subject, e.time, e.data_json}));
   if (!rows.empty()) e.seq = rows.front().Int(0);
   return e;
 }
@@ -23,9 +24,11 @@ Status EventBus::Migrate() {
   TAKT_RETURN_IF_ERROR(store::Migrate(
       *db_, "events",
       {{1, "outbox-rules-deliveries",
-        "CREATE TABLE outbox (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, type TEXT NOT NULL, source TEXT NOT "
+        "CREATE TABLE outbox (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, type TEXT NOT NULL, source "
+        "TEXT NOT "
         "NULL, subject TEXT NOT NULL, time TEXT NOT NULL, data_json TEXT NOT NULL, delivered_at TEXT);"
-        "CREATE TABLE rules (name TEXT PRIMARY KEY, event_type TEXT NOT NULL, target TEXT NOT NULL, target_config "
+        "CREATE TABLE rules (name TEXT PRIMARY KEY, event_type TEXT NOT NULL, target TEXT NOT NULL, "
+        "target_config "
         "TEXT NOT NULL, enabled INTEGER NOT NULL);"
         "CREATE TABLE deliveries (event_id TEXT NOT NULL, rule TEXT NOT NULL, status TEXT NOT NULL, attempts "
         "INTEGER NOT NULL, last_error TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (event_id, rule));"
@@ -50,17 +53,19 @@ Status EventBus::PutRule(const Rule& r) {
 }
 
 Result<std::vector<Rule>> EventBus::Rules() const {
-  TAKT_ASSIGN_OR_RETURN(auto rows,
-                        db_->Query("SELECT name, event_type, target, target_config, enabled FROM rules ORDER BY name"));
+  TAKT_ASSIGN_OR_RETURN(
+      auto rows,
+      db_->Query("SELECT name, event_type, target, target_config, enabled FROM rules ORDER BY name"));
   std::vector<Rule> out;
   for (const auto& r : rows) out.push_back({r.Text(0), r.Text(1), r.Text(2), r.Text(3), r.Int(4) != 0});
   return out;
 }
 
 Result<std::vector<Event>> EventBus::List(int limit) const {
-  TAKT_ASSIGN_OR_RETURN(auto rows, db_->Query("SELECT id, type, source, subject, time, data_json, seq, delivered_at "
-                                              "FROM outbox ORDER BY seq DESC LIMIT ?",
-                                              {int64_t{limit}}));
+  TAKT_ASSIGN_OR_RETURN(auto rows,
+                        db_->Query("SELECT id, type, source, subject, time, data_json, seq, delivered_at "
+                                   "FROM outbox ORDER BY seq DESC LIMIT ?",
+                                   {int64_t{limit}}));
   std::vector<Event> out;
   for (const auto& r : rows) {
     out.push_back({r.Text(0), r.Text(1), r.Text(2), r.Text(3), r.Text(4), r.Text(5), r.Int(6), r.Text(7)});
@@ -70,8 +75,9 @@ Result<std::vector<Event>> EventBus::List(int limit) const {
 
 Status EventBus::DeliverPending() {
   std::lock_guard<std::mutex> lock(deliver_mu_);
-  TAKT_ASSIGN_OR_RETURN(auto rows, db_->Query("SELECT id, type, source, subject, time, data_json, seq FROM outbox "
-                                              "WHERE delivered_at IS NULL ORDER BY seq LIMIT 100"));
+  TAKT_ASSIGN_OR_RETURN(auto rows,
+                        db_->Query("SELECT id, type, source, subject, time, data_json, seq FROM outbox "
+                                   "WHERE delivered_at IS NULL ORDER BY seq LIMIT 100"));
   if (rows.empty()) return Ok();
   TAKT_ASSIGN_OR_RETURN(auto rules, Rules());
   constexpr int kMaxAttempts = 5;
@@ -80,8 +86,9 @@ Status EventBus::DeliverPending() {
     bool all_done = true;
     for (const auto& rule : rules) {
       if (!rule.enabled || rule.event_type != e.type) continue;
-      TAKT_ASSIGN_OR_RETURN(auto d, db_->Query("SELECT status, attempts FROM deliveries WHERE event_id = ? AND rule = ?",
-                                               {e.id, rule.name}));
+      TAKT_ASSIGN_OR_RETURN(
+          auto d, db_->Query("SELECT status, attempts FROM deliveries WHERE event_id = ? AND rule = ?",
+                             {e.id, rule.name}));
       int attempts = d.empty() ? 0 : static_cast<int>(d.front().Int(1));
       if (!d.empty() && (d.front().Text(0) == "delivered" || d.front().Text(0) == "dead")) continue;
       auto it = targets_.find(rule.target);
@@ -90,12 +97,13 @@ Status EventBus::DeliverPending() {
       ++attempts;
       std::string status = s ? "delivered" : (attempts >= kMaxAttempts ? "dead" : "failed");
       if (!s) {
-        spdlog::warn("event {} rule {}: target {} failed (attempt {}): {}", e.id, rule.name, rule.target, attempts,
-                     s.error().ToString());
+        spdlog::warn("event {} rule {}: target {} failed (attempt {}): {}", e.id, rule.name, rule.target,
+                     attempts, s.error().ToString());
         if (status == "failed") all_done = false;
       }
       TAKT_RETURN_IF_ERROR(db_->Transaction([&](store::Database& tx) -> Status {
-        TAKT_RETURN_IF_ERROR(tx.Exec("DELETE FROM deliveries WHERE event_id = ? AND rule = ?", {e.id, rule.name}));
+        TAKT_RETURN_IF_ERROR(
+            tx.Exec("DELETE FROM deliveries WHERE event_id = ? AND rule = ?", {e.id, rule.name}));
         TAKT_RETURN_IF_ERROR(tx.Exec("INSERT INTO deliveries VALUES (?, ?, ?, ?, ?, ?)",
                                      {e.id, rule.name, status, int64_t{attempts},
                                       s ? std::string() : s.error().ToString(), NowIso()}));

@@ -27,12 +27,13 @@ namespace takt::http {
 using Handler = std::function<Response(Request&)>;
 
 struct Route {
-  std::string method;   // "GET"
-  std::string pattern;  // "/api/v1/models/{group}/versions/{version}" ; a last segment "{rest...}" matches
-                        // the remainder
-  std::string action;   // the authorization action, e.g. "model:approve"; "" only for public routes
-  bool is_public =
-      false;  // public routes (health, login) skip authentication; they still must set is_public explicitly
+  std::string method;  // "GET"
+  // "/api/v1/models/{group}/versions/{version}"; a last segment "{rest...}" matches the remainder.
+  std::string pattern;
+  // The authorization action, e.g. "model:approve"; "" only for public routes.
+  std::string action;
+  // Public routes (health, login) skip authentication; they still must set is_public explicitly.
+  bool is_public = false;
   size_t max_body_bytes = 1 << 20;
   Handler handler;
 };

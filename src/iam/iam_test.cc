@@ -70,7 +70,8 @@ TEST(AuthorizeTest, EveryPersonaGrantNamesKnownActions) {
 
 TEST_F(IamTest, AuditRecordsAreListedNewestFirstAndFiltered) {
   ASSERT_TRUE(iam_->Audit({0, "", "alice", "dataset:read", "datasets/weld-telemetry", true, 200, ""}));
-  ASSERT_TRUE(iam_->Audit({0, "", "bob", "model:approve", "models/weld-pm/versions/1", false, 403, "denied"}));
+  ASSERT_TRUE(
+      iam_->Audit({0, "", "bob", "model:approve", "models/weld-pm/versions/1", false, 403, "denied"}));
   auto all = iam_->ListAudit({});
   ASSERT_EQ(all->size(), 2u);
   EXPECT_EQ((*all)[0].principal, "bob");

@@ -22,8 +22,8 @@ constexpr const char* kRunColumns =
     "id, pipeline, project, status, created_by, created_at, started_at, finished_at, error, spec_hash";
 
 Run RunFromRow(const store::Row& r) {
-  return {r.Text(0), r.Text(1), r.Text(2), r.Text(3), r.Text(4),
-          r.Text(5), r.Text(6), r.Text(7), r.Text(8), r.Text(9), {}};
+  return {r.Text(0), r.Text(1), r.Text(2), r.Text(3), r.Text(4), r.Text(5),
+          r.Text(6), r.Text(7), r.Text(8), r.Text(9), {}};
 }
 
 // What one finished step hands to the steps after it.
@@ -50,14 +50,19 @@ Status RunService::Migrate() {
   return store::Migrate(
       *db_, "pipeline",
       {{1, "runs-steps-logs",
-        "CREATE TABLE runs (id TEXT PRIMARY KEY, pipeline TEXT NOT NULL, project TEXT NOT NULL, status TEXT NOT "
-        "NULL, created_by TEXT NOT NULL, created_at TEXT NOT NULL, started_at TEXT NOT NULL, finished_at TEXT NOT "
+        "CREATE TABLE runs (id TEXT PRIMARY KEY, pipeline TEXT NOT NULL, project TEXT NOT NULL, status TEXT "
+        "NOT "
+        "NULL, created_by TEXT NOT NULL, created_at TEXT NOT NULL, started_at TEXT NOT NULL, finished_at "
+        "TEXT NOT "
         "NULL, error TEXT NOT NULL, spec_hash TEXT NOT NULL, spec TEXT NOT NULL);"
         "CREATE INDEX runs_status ON runs (status, created_at);"
-        "CREATE TABLE run_steps (run_id TEXT NOT NULL REFERENCES runs(id), position INTEGER NOT NULL, name TEXT NOT "
-        "NULL, kind TEXT NOT NULL, status TEXT NOT NULL, started_at TEXT NOT NULL, finished_at TEXT NOT NULL, error "
+        "CREATE TABLE run_steps (run_id TEXT NOT NULL REFERENCES runs(id), position INTEGER NOT NULL, name "
+        "TEXT NOT "
+        "NULL, kind TEXT NOT NULL, status TEXT NOT NULL, started_at TEXT NOT NULL, finished_at TEXT NOT "
+        "NULL, error "
         "TEXT NOT NULL, outputs_json TEXT NOT NULL, metrics_json TEXT NOT NULL, PRIMARY KEY (run_id, name));"
-        "CREATE TABLE run_logs (seq INTEGER PRIMARY KEY, run_id TEXT NOT NULL, time TEXT NOT NULL, step TEXT NOT "
+        "CREATE TABLE run_logs (seq INTEGER PRIMARY KEY, run_id TEXT NOT NULL, time TEXT NOT NULL, step TEXT "
+        "NOT "
         "NULL, line TEXT NOT NULL);"
         "CREATE INDEX run_logs_run ON run_logs (run_id, seq);"}});
 }
@@ -101,14 +106,15 @@ Result<Run> RunService::Submit(std::string_view yaml, const std::string& princip
   run.created_at = NowIso();
   run.spec_hash = spec.hash;
   TAKT_RETURN_IF_ERROR(db_->Transaction([&](store::Database& tx) -> Status {
-    TAKT_RETURN_IF_ERROR(tx.Exec(std::string("INSERT INTO runs (") + kRunColumns +
-                                     ", spec) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                                 {run.id, run.pipeline, run.project, run.status, run.created_by, run.created_at,
-                                  std::string(), std::string(), std::string(), run.spec_hash, spec.source}));
+    TAKT_RETURN_IF_ERROR(tx.Exec(
+        std::string("INSERT INTO runs (") + kRunColumns + ", spec) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        {run.id, run.pipeline, run.project, run.status, run.created_by, run.created_at, std::string(),
+         std::string(), std::string(), run.spec_hash, spec.source}));
     for (size_t i = 0; i < spec.steps.size(); ++i) {
       const auto& s = spec.steps[i];
-      TAKT_RETURN_IF_ERROR(tx.Exec("INSERT INTO run_steps VALUES (?, ?, ?, ?, 'queued', '', '', '', '{}', '{}')",
-                                   {run.id, static_cast<int64_t>(i), s.name, s.kind}));
+      TAKT_RETURN_IF_ERROR(
+          tx.Exec("INSERT INTO run_steps VALUES (?, ?, ?, ?, 'queued', '', '', '', '{}', '{}')",
+                  {run.id, static_cast<int64_t>(i), s.name, s.kind}));
       run.steps.push_back({s.name, s.kind, "queued", "", "", "", "{}", "{}"});
     }
     return Ok();
@@ -118,15 +124,18 @@ Result<Run> RunService::Submit(std::string_view yaml, const std::string& princip
 }
 
 Result<Run> RunService::Get(std::string_view id) const {
-  TAKT_ASSIGN_OR_RETURN(auto row, db_->QueryOne(std::string("SELECT ") + kRunColumns + " FROM runs WHERE id = ?",
-                                                {std::string(id)}, "run " + std::string(id) + " does not exist"));
+  TAKT_ASSIGN_OR_RETURN(auto row,
+                        db_->QueryOne(std::string("SELECT ") + kRunColumns + " FROM runs WHERE id = ?",
+                                      {std::string(id)}, "run " + std::string(id) + " does not exist"));
   Run run = RunFromRow(row);
-  TAKT_ASSIGN_OR_RETURN(auto steps, db_->Query("SELECT name, kind, status, started_at, finished_at, error, "
-                                               "outputs_json, metrics_json FROM run_steps WHERE run_id = ? ORDER BY "
-                                               "position",
-                                               {std::string(id)}));
+  TAKT_ASSIGN_OR_RETURN(auto steps,
+                        db_->Query("SELECT name, kind, status, started_at, finished_at, error, "
+                                   "outputs_json, metrics_json FROM run_steps WHERE run_id = ? ORDER BY "
+                                   "position",
+                                   {std::string(id)}));
   for (const auto& s : steps) {
-    run.steps.push_back({s.Text(0), s.Text(1), s.Text(2), s.Text(3), s.Text(4), s.Text(5), s.Text(6), s.Text(7)});
+    run.steps.push_back(
+        {s.Text(0), s.Text(1), s.Text(2), s.Text(3), s.Text(4), s.Text(5), s.Text(6), s.Text(7)});
   }
   return run;
 }
@@ -142,9 +151,10 @@ Result<std::vector<Run>> RunService::List(int limit) const {
 
 Result<std::vector<LogLine>> RunService::Logs(std::string_view id, int64_t after_seq) const {
   TAKT_RETURN_IF_ERROR(Get(id));
-  TAKT_ASSIGN_OR_RETURN(auto rows, db_->Query("SELECT seq, time, step, line FROM run_logs WHERE run_id = ? AND seq > "
-                                              "? ORDER BY seq LIMIT 10000",
-                                              {std::string(id), after_seq}));
+  TAKT_ASSIGN_OR_RETURN(auto rows,
+                        db_->Query("SELECT seq, time, step, line FROM run_logs WHERE run_id = ? AND seq > "
+                                   "? ORDER BY seq LIMIT 10000",
+                                   {std::string(id), after_seq}));
   std::vector<LogLine> out;
   for (const auto& r : rows) out.push_back({r.Int(0), r.Text(1), r.Text(2), r.Text(3)});
   return out;
@@ -158,8 +168,8 @@ Result<frame::Table> RunService::OutputTable(std::string_view run_id, std::strin
     Json outputs = Json::parse(s.outputs_json, nullptr, false);
     auto it = outputs.find(output);
     if (it == outputs.end() || !it->is_string()) {
-      return NotFound("step " + std::string(step) + " of run " + std::string(run_id) + " has no table output '" +
-                      std::string(output) + "'");
+      return NotFound("step " + std::string(step) + " of run " + std::string(run_id) +
+                      " has no table output '" + std::string(output) + "'");
     }
     TAKT_ASSIGN_OR_RETURN(std::string bytes, blobs_->Get(it->get<std::string>()));
     return frame::DecodeTable(bytes);
@@ -170,14 +180,17 @@ Result<frame::Table> RunService::OutputTable(std::string_view run_id, std::strin
 Status RunService::RecoverInterrupted() {
   TAKT_RETURN_IF_ERROR(db_->Transaction([&](store::Database& tx) -> Status {
     std::string now = NowIso();
-    TAKT_RETURN_IF_ERROR(tx.Exec("UPDATE run_steps SET status = 'failed', finished_at = ?, error = 'the server "
-                                 "stopped while this step ran' WHERE status = 'running'",
-                                 {now}));
-    TAKT_RETURN_IF_ERROR(tx.Exec("UPDATE run_steps SET status = 'skipped' WHERE status = 'queued' AND run_id IN "
-                                 "(SELECT id FROM runs WHERE status = 'running')"));
-    TAKT_RETURN_IF_ERROR(tx.Exec("UPDATE runs SET status = 'failed', finished_at = ?, error = 'the server stopped "
-                                 "while this run was running; start it again' WHERE status = 'running'",
-                                 {now}));
+    TAKT_RETURN_IF_ERROR(
+        tx.Exec("UPDATE run_steps SET status = 'failed', finished_at = ?, error = 'the server "
+                "stopped while this step ran' WHERE status = 'running'",
+                {now}));
+    TAKT_RETURN_IF_ERROR(
+        tx.Exec("UPDATE run_steps SET status = 'skipped' WHERE status = 'queued' AND run_id IN "
+                "(SELECT id FROM runs WHERE status = 'running')"));
+    TAKT_RETURN_IF_ERROR(
+        tx.Exec("UPDATE runs SET status = 'failed', finished_at = ?, error = 'the server stopped "
+                "while this run was running; start it again' WHERE status = 'running'",
+                {now}));
     return Ok();
   }));
   return Ok();
@@ -196,8 +209,9 @@ bool RunService::RunOnce() {
     auto rows = db_->Query("SELECT id FROM runs WHERE status = 'queued' ORDER BY created_at, id LIMIT 1");
     if (!rows || rows->empty()) return false;
     id = rows->front().Text(0);
-    auto claimed = db_->Exec("UPDATE runs SET status = 'running', started_at = ? WHERE id = ? AND status = 'queued'",
-                             {NowIso(), id});
+    auto claimed =
+        db_->Exec("UPDATE runs SET status = 'running', started_at = ? WHERE id = ? AND status = 'queued'",
+                  {NowIso(), id});
     if (!claimed || *claimed != 1) return true;
   }
   Status s = Execute(id);
@@ -208,7 +222,8 @@ bool RunService::RunOnce() {
   } else {
     IgnoreError(db_->Exec("UPDATE runs SET status = 'failed', finished_at = ?, error = ? WHERE id = ?",
                           {now, s.error().message(), id}));
-    IgnoreError(db_->Exec("UPDATE run_steps SET status = 'skipped' WHERE run_id = ? AND status = 'queued'", {id}));
+    IgnoreError(
+        db_->Exec("UPDATE run_steps SET status = 'skipped' WHERE run_id = ? AND status = 'queued'", {id}));
     spdlog::info("run {} failed: {}", id, s.error().ToString());
   }
   if (on_finished_) on_finished_(id);
@@ -254,8 +269,8 @@ Result<StepResult> RunFeatures(RunContext& ctx, const Json& config, catalog::Cat
   TAKT_ASSIGN_OR_RETURN(auto ref, catalog::ParseDatasetRef(config["dataset"].get<std::string>()));
   TAKT_ASSIGN_OR_RETURN(catalog::DatasetVersion dv, catalog.GetVersion(ref.first, ref.second));
   TAKT_ASSIGN_OR_RETURN(frame::Table input, catalog.Read(dv.dataset, dv.version));
-  ctx.log("read dataset " + dv.dataset + " v" + std::to_string(dv.version) + ": " + std::to_string(input.num_rows()) +
-          " rows, " + std::to_string(input.num_columns()) + " columns");
+  ctx.log("read dataset " + dv.dataset + " v" + std::to_string(dv.version) + ": " +
+          std::to_string(input.num_rows()) + " rows, " + std::to_string(input.num_columns()) + " columns");
   ml::FeatureSpec fs;
   if (config.contains("entity")) fs.entity_column = config["entity"];
   if (config.contains("time")) fs.time_column = config["time"];
@@ -304,7 +319,8 @@ Result<Split> TimeSplit(const frame::Table& t, const std::string& time_column, d
   Split s;
   s.cutoff = lo + (1.0 - fraction) * (hi - lo);
   for (size_t i = 0; i < t.num_rows(); ++i) (TimeValue(*c, i) < s.cutoff ? s.train : s.holdout).push_back(i);
-  if (s.train.empty() || s.holdout.empty()) return InvalidArgument("holdout: the split leaves one side empty");
+  if (s.train.empty() || s.holdout.empty())
+    return InvalidArgument("holdout: the split leaves one side empty");
   return s;
 }
 
@@ -312,7 +328,8 @@ Result<StepResult> RunTrain(RunContext& ctx, const Json& config, blob::BlobStore
   const StepResult& in = ctx.results.at(config["input"].get<std::string>());
   TAKT_ASSIGN_OR_RETURN(frame::Table table, LoadTable(blobs, in.outputs, "features"));
   std::string label = config["label"];
-  if (!table.Find(label)) return InvalidArgument("label '" + label + "' is not a column of the feature table");
+  if (!table.Find(label))
+    return InvalidArgument("label '" + label + "' is not a column of the feature table");
   std::vector<std::string> exclude = in.outputs["non_features"].get<std::vector<std::string>>();
   exclude.push_back(label);
   if (config.contains("exclude")) {
@@ -380,7 +397,8 @@ Result<StepResult> RunEvaluate(RunContext& ctx, const Json& config, blob::BlobSt
   auto rows = tr.outputs["holdout_rows"].get<std::vector<size_t>>();
   auto names = tr.outputs["feature_names"].get<std::vector<std::string>>();
   TAKT_ASSIGN_OR_RETURN(ml::Matrix x, ml::ToMatrix(table, names, &rows));
-  TAKT_ASSIGN_OR_RETURN(std::vector<float> y, ml::ToLabels(table, tr.outputs["label"].get<std::string>(), &rows));
+  TAKT_ASSIGN_OR_RETURN(std::vector<float> y,
+                        ml::ToLabels(table, tr.outputs["label"].get<std::string>(), &rows));
   TAKT_ASSIGN_OR_RETURN(std::vector<float> p, model->Predict(x));
   double threshold = config.value("threshold", 0.5);
   ml::ThresholdMetrics m = ml::AtThreshold(p, y, threshold);
@@ -394,8 +412,9 @@ Result<StepResult> RunEvaluate(RunContext& ctx, const Json& config, blob::BlobSt
                {"threshold", threshold},
                {"holdout_rows", rows.size()},
                {"holdout_positives", m.tp + m.fn}};
-  ctx.log("holdout: auc=" + Fixed(r.metrics["auc"]) + " pr_auc=" + Fixed(r.metrics["pr_auc"]) + " precision@" +
-          Fixed(threshold, 2) + "=" + Fixed(m.precision) + " recall@" + Fixed(threshold, 2) + "=" + Fixed(m.recall));
+  ctx.log("holdout: auc=" + Fixed(r.metrics["auc"]) + " pr_auc=" + Fixed(r.metrics["pr_auc"]) +
+          " precision@" + Fixed(threshold, 2) + "=" + Fixed(m.precision) + " recall@" + Fixed(threshold, 2) +
+          "=" + Fixed(m.recall));
   return r;
 }
 
@@ -407,17 +426,18 @@ Result<StepResult> RunCondition(RunContext& ctx, const Json& config) {
   for (const auto& c : comparisons) {
     auto it = ev.metrics.find(c.metric);
     if (it == ev.metrics.end() || !it->is_number()) {
-      return InvalidArgument("condition '" + expr + "': metric '" + c.metric + "' was not computed (have: auc, " +
-                             "pr_auc, precision, recall, f1, accuracy)");
+      return InvalidArgument("condition '" + expr + "': metric '" + c.metric +
+                             "' was not computed (have: auc, " + "pr_auc, precision, recall, f1, accuracy)");
     }
     double v = it->get<double>();
-    bool ok = c.op == ">=" ? v >= c.value
-              : c.op == ">" ? v > c.value
+    bool ok = c.op == ">="   ? v >= c.value
+              : c.op == ">"  ? v > c.value
               : c.op == "<=" ? v <= c.value
-              : c.op == "<" ? v < c.value
+              : c.op == "<"  ? v < c.value
               : c.op == "==" ? v == c.value
                              : v != c.value;
-    ctx.log(c.metric + " = " + Fixed(v) + " " + c.op + " " + Fixed(c.value) + ": " + (ok ? "met" : "NOT met"));
+    ctx.log(c.metric + " = " + Fixed(v) + " " + c.op + " " + Fixed(c.value) + ": " +
+            (ok ? "met" : "NOT met"));
     if (!ok) {
       return FailedPrecondition("condition '" + expr + "' is not met (" + c.metric + " = " + Fixed(v) +
                                 "); the model is not registered");
@@ -436,8 +456,9 @@ Status RunService::Execute(const std::string& run_id) {
   TAKT_ASSIGN_OR_RETURN(ctx.spec, ParsePipeline(row.Text(0)));
   for (const auto& step : ctx.spec.steps) {
     ctx.log = [&, name = step.name](const std::string& line) { Log(run_id, name, line); };
-    IgnoreError(db_->Exec("UPDATE run_steps SET status = 'running', started_at = ? WHERE run_id = ? AND name = ?",
-                          {NowIso(), run_id, step.name}));
+    IgnoreError(
+        db_->Exec("UPDATE run_steps SET status = 'running', started_at = ? WHERE run_id = ? AND name = ?",
+                  {NowIso(), run_id, step.name}));
     Json config = Json::parse(step.config_json);
     Result<StepResult> result = InvalidArgument("unknown step kind " + step.kind);
     try {
@@ -451,8 +472,9 @@ Status RunService::Execute(const std::string& run_id) {
         result = RunCondition(ctx, config);
       } else if (step.kind == "register") {
         const StepResult& tr = ctx.results.at(config["model"].get<std::string>());
-        Json metrics = config.contains("metrics") ? ctx.results.at(config["metrics"].get<std::string>()).metrics
-                                                  : Json::object();
+        Json metrics = config.contains("metrics")
+                           ? ctx.results.at(config["metrics"].get<std::string>()).metrics
+                           : Json::object();
         registry::ModelVersion v;
         v.group = config["model_group"];
         v.blob_id = tr.outputs["model"];
@@ -491,9 +513,10 @@ Status RunService::Execute(const std::string& run_id) {
     // Row lists are internal plumbing between steps: keep them out of the record.
     Json shown = result->outputs;
     shown.erase("holdout_rows");
-    IgnoreError(db_->Exec("UPDATE run_steps SET status = 'succeeded', finished_at = ?, outputs_json = ?, "
-                          "metrics_json = ? WHERE run_id = ? AND name = ?",
-                          {NowIso(), shown.dump(), result->metrics.dump(), run_id, step.name}));
+    IgnoreError(
+        db_->Exec("UPDATE run_steps SET status = 'succeeded', finished_at = ?, outputs_json = ?, "
+                  "metrics_json = ? WHERE run_id = ? AND name = ?",
+                  {NowIso(), shown.dump(), result->metrics.dump(), run_id, step.name}));
     ctx.results[step.name] = std::move(*result);
   }
   return Ok();

@@ -78,7 +78,8 @@ class RunService {
   Result<std::vector<Run>> List(int limit) const;  // newest first, without steps
   Result<std::vector<LogLine>> Logs(std::string_view id, int64_t after_seq) const;
   // A table a step wrote (e.g. features/latest), decoded.
-  Result<frame::Table> OutputTable(std::string_view run_id, std::string_view step, std::string_view output) const;
+  Result<frame::Table> OutputTable(std::string_view run_id, std::string_view step,
+                                   std::string_view output) const;
 
   // Marks runs left running by a previous process as failed.
   Status RecoverInterrupted();

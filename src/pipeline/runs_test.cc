@@ -9,7 +9,9 @@
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <future>
+#include <iterator>
 #include <memory>
 #include <set>
 #include <string>
@@ -175,6 +177,15 @@ std::string Pipeline(const std::string& condition, const std::string& dataset = 
 
 const std::vector<std::string> kStepNames = {"features", "train", "evaluate", "quality-gate", "register"};
 
+// The step named `name`; a test failure (and an empty step) if there is none.
+const StepRun& FindStep(const Run& run, const std::string& name) {
+  for (const auto& s : run.steps)
+    if (s.name == name) return s;
+  ADD_FAILURE() << "run " << run.id << " has no step " << name;
+  static const StepRun kMissing;
+  return kMissing;
+}
+
 class RunsTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -206,12 +217,6 @@ class RunsTest : public ::testing::Test {
     auto rows = db_->Query(sql);
     EXPECT_TRUE(rows.has_value()) << rows.error().ToString();
     return rows && !rows->empty() ? rows->front().Int(0) : -1;
-  }
-
-  const StepRun* FindStep(const Run& run, const std::string& name) {
-    for (const auto& s : run.steps)
-      if (s.name == name) return &s;
-    return nullptr;
   }
 
   TempDir dir_;
@@ -254,15 +259,15 @@ TEST_F(RunsTest, RunTrainsAndRegistersAPendingVersionWithLineage) {
     EXPECT_EQ(s.status, "succeeded") << s.name << ": " << s.error;
     EXPECT_FALSE(s.finished_at.empty()) << s.name;
   }
-  Json eval_metrics = Json::parse(FindStep(*run, "evaluate")->metrics_json);
+  Json eval_metrics = Json::parse(FindStep(*run, "evaluate").metrics_json);
   ASSERT_TRUE(eval_metrics.contains("auc"));
   double auc = eval_metrics["auc"].get<double>();
   EXPECT_GE(auc, 0.6);
   EXPECT_LT(auc, 0.999) << "the test data must leave the model imperfect (see ConditionNotMet)";
-  Json features_out = Json::parse(FindStep(*run, "features")->outputs_json);
+  Json features_out = Json::parse(FindStep(*run, "features").outputs_json);
   EXPECT_EQ(features_out["dataset"], "weld-telemetry");
   EXPECT_EQ(features_out["dataset_version"], 1);
-  EXPECT_FALSE(Json::parse(FindStep(*run, "train")->outputs_json).contains("holdout_rows"));
+  EXPECT_FALSE(Json::parse(FindStep(*run, "train").outputs_json).contains("holdout_rows"));
 
   // The registered version: pending, with lineage and metrics.
   auto versions = registry_->ListVersions("weld-pm");
@@ -346,6 +351,32 @@ TEST_F(RunsTest, RunTrainsAndRegistersAPendingVersionWithLineage) {
   EXPECT_EQ(runs_->OutputTable("run-000000000000", "features", "latest").error().code(), Code::kNotFound);
 }
 
+TEST_F(RunsTest, TheExamplePipelineRunsWithFewerRounds) {
+  const char* root = std::getenv("TAKT_SOURCE_DIR");
+  if (root == nullptr || *root == '\0') GTEST_SKIP() << "TAKT_SOURCE_DIR is not set (CTest sets it)";
+  std::ifstream in(fs::path(root) / "examples/weld-pm/pipeline.yaml");
+  ASSERT_TRUE(in.good()) << "cannot read examples/weld-pm/pipeline.yaml under " << root;
+  std::string yaml((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // The same pipeline, trained for fewer rounds so the test stays quick.
+  auto rounds = yaml.find("rounds: 150");
+  ASSERT_NE(rounds, std::string::npos) << "the example's rounds changed; update this test";
+  yaml.replace(rounds, 11, "rounds: 30");
+  auto seed = yaml.find("      seed: 7\n");
+  ASSERT_NE(seed, std::string::npos) << "the example's params changed; update this test";
+  yaml.insert(seed, "      nthread: 1\n");  // one thread: the machine running tests is shared
+
+  IngestWeld();
+  auto submitted = runs_->Submit(yaml, "sam");
+  ASSERT_TRUE(submitted.has_value()) << submitted.error().ToString();
+  ASSERT_TRUE(runs_->RunOnce());
+  auto run = runs_->Get(submitted->id);
+  ASSERT_TRUE(run.has_value());
+  EXPECT_EQ(run->status, "succeeded") << run->error;
+  auto v = registry_->GetVersion("weld-pm", 1);
+  ASSERT_TRUE(v.has_value()) << v.error().ToString();
+  EXPECT_EQ(v->run_id, run->id);
+}
+
 TEST_F(RunsTest, ConditionNotMetFailsTheRunAndRegistersNothing) {
   IngestWeld();
   auto submitted = runs_->Submit(Pipeline("auc >= 0.999"), "sam");
@@ -360,14 +391,14 @@ TEST_F(RunsTest, ConditionNotMetFailsTheRunAndRegistersNothing) {
   EXPECT_FALSE(run->finished_at.empty());
 
   for (const char* done : {"features", "train", "evaluate"})
-    EXPECT_EQ(FindStep(*run, done)->status, "succeeded");
-  const StepRun* gate = FindStep(*run, "quality-gate");
-  EXPECT_EQ(gate->status, "failed");
-  EXPECT_THAT(gate->error, HasSubstr("auc"));
-  EXPECT_THAT(gate->error, HasSubstr("not met"));
-  const StepRun* reg = FindStep(*run, "register");
-  EXPECT_EQ(reg->status, "skipped");
-  EXPECT_TRUE(reg->started_at.empty());
+    EXPECT_EQ(FindStep(*run, done).status, "succeeded");
+  const StepRun& gate = FindStep(*run, "quality-gate");
+  EXPECT_EQ(gate.status, "failed");
+  EXPECT_THAT(gate.error, HasSubstr("auc"));
+  EXPECT_THAT(gate.error, HasSubstr("not met"));
+  const StepRun& reg = FindStep(*run, "register");
+  EXPECT_EQ(reg.status, "skipped");
+  EXPECT_TRUE(reg.started_at.empty());
 
   auto versions = registry_->ListVersions("weld-pm");
   ASSERT_FALSE(versions.has_value());
@@ -431,6 +462,16 @@ TEST_F(RunsTest, InvalidSpecIsInvalidArgumentAndNoRunIsRecorded) {
   EXPECT_FALSE(runs_->RunOnce());
 }
 
+TEST_F(RunsTest, UnknownRunIsNotFound) {
+  auto run = runs_->Get("run-000000000000");
+  ASSERT_FALSE(run.has_value());
+  EXPECT_EQ(run.error().code(), Code::kNotFound);
+  EXPECT_EQ(run.error().message(), "run run-000000000000 does not exist");
+  EXPECT_EQ(runs_->Logs("run-000000000000", 0).error().code(), Code::kNotFound);
+  EXPECT_EQ(runs_->OutputTable("run-000000000000", "features", "latest").error().code(), Code::kNotFound);
+  EXPECT_TRUE(runs_->List(10)->empty());
+}
+
 TEST_F(RunsTest, RecoverInterruptedFailsRunsLeftRunning) {
   IngestWeld();
   auto interrupted = runs_->Submit(Pipeline("auc >= 0.6"), "sam");
@@ -452,11 +493,11 @@ TEST_F(RunsTest, RecoverInterruptedFailsRunsLeftRunning) {
   EXPECT_EQ(run->status, "failed");
   EXPECT_THAT(run->error, HasSubstr("server stopped"));
   EXPECT_FALSE(run->finished_at.empty());
-  EXPECT_EQ(FindStep(*run, "features")->status, "succeeded");
-  EXPECT_EQ(FindStep(*run, "train")->status, "failed");
-  EXPECT_THAT(FindStep(*run, "train")->error, HasSubstr("server stopped"));
+  EXPECT_EQ(FindStep(*run, "features").status, "succeeded");
+  EXPECT_EQ(FindStep(*run, "train").status, "failed");
+  EXPECT_THAT(FindStep(*run, "train").error, HasSubstr("server stopped"));
   for (const char* later : {"evaluate", "quality-gate", "register"}) {
-    EXPECT_EQ(FindStep(*run, later)->status, "skipped") << later;
+    EXPECT_EQ(FindStep(*run, later).status, "skipped") << later;
   }
 
   // A queued run is not touched: it still runs.

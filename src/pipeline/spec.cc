@@ -93,7 +93,8 @@ Result<Json> Convert(const YAML::Node& n, Kind kind, const std::string& where) {
       return arr;
     }
     case Kind::kIntList: {
-      if (!n.IsSequence() || n.size() == 0) return InvalidArgument(where + " must be a non-empty list of numbers");
+      if (!n.IsSequence() || n.size() == 0)
+        return InvalidArgument(where + " must be a non-empty list of numbers");
       Json arr = Json::array();
       for (const auto& x : n) {
         double d;
@@ -108,7 +109,8 @@ Result<Json> Convert(const YAML::Node& n, Kind kind, const std::string& where) {
       if (!n.IsMap()) return InvalidArgument(where + " must be a mapping of name: value");
       Json obj = Json::object();
       for (const auto& kv : n) {
-        if (!kv.second.IsScalar()) return InvalidArgument(where + "." + kv.first.Scalar() + " must be a single value");
+        if (!kv.second.IsScalar())
+          return InvalidArgument(where + "." + kv.first.Scalar() + " must be a single value");
         obj[kv.first.Scalar()] = kv.second.Scalar();
       }
       return obj;
@@ -119,7 +121,8 @@ Result<Json> Convert(const YAML::Node& n, Kind kind, const std::string& where) {
       for (const auto& kv : n) {
         std::string k = kv.first.Scalar();
         if (k == "time_column") {
-          TAKT_ASSIGN_OR_RETURN(obj["time_column"], Convert(kv.second, Kind::kString, where + ".time_column"));
+          TAKT_ASSIGN_OR_RETURN(obj["time_column"],
+                                Convert(kv.second, Kind::kString, where + ".time_column"));
         } else if (k == "fraction") {
           TAKT_ASSIGN_OR_RETURN(Json f, Convert(kv.second, Kind::kNumber, where + ".fraction"));
           if (f.get<double>() <= 0 || f.get<double>() >= 1) {
@@ -139,8 +142,8 @@ Result<Json> Convert(const YAML::Node& n, Kind kind, const std::string& where) {
 bool ValidName(const std::string& s) {
   if (s.empty() || s.size() > 63) return false;
   for (char c : s)
-    if (!(std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) || c == '-' ||
-          c == '_'))
+    if (!(std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) ||
+          c == '-' || c == '_'))
       return false;
   return std::islower(static_cast<unsigned char>(s[0]));
 }
@@ -161,7 +164,8 @@ Result<PipelineSpec> ParsePipeline(std::string_view yaml) {
   try {
     root = YAML::Load(std::string(yaml));
   } catch (const YAML::Exception& e) {
-    return InvalidArgument("pipeline: invalid YAML at line " + std::to_string(e.mark.line + 1) + ": " + e.msg);
+    return InvalidArgument("pipeline: invalid YAML at line " + std::to_string(e.mark.line + 1) + ": " +
+                           e.msg);
   }
   if (!root.IsMap()) return InvalidArgument("pipeline: expected a mapping with name, project and steps");
   PipelineSpec spec;
@@ -214,15 +218,17 @@ Result<PipelineSpec> ParsePipeline(std::string_view yaml) {
         if (k == keys->second.end()) {
           std::string known;
           for (const auto& [n, _] : keys->second) known += (known.empty() ? "" : ", ") + n;
-          return InvalidArgument("pipeline: " + At(kv.first) + ": step '" + step.name + "': unknown key '" + key +
-                                 "' for a " + step.kind + " step (known: " + known + ")");
+          return InvalidArgument("pipeline: " + At(kv.first) + ": step '" + step.name + "': unknown key '" +
+                                 key + "' for a " + step.kind + " step (known: " + known + ")");
         }
-        TAKT_ASSIGN_OR_RETURN(config[key], Convert(kv.second, k->second.kind,
-                                                   "pipeline: " + At(kv.first) + ": step '" + step.name + "': " + key));
+        TAKT_ASSIGN_OR_RETURN(config[key],
+                              Convert(kv.second, k->second.kind,
+                                      "pipeline: " + At(kv.first) + ": step '" + step.name + "': " + key));
         given.insert(key);
       }
       for (const auto& [key, k] : keys->second) {
-        if (k.required && !given.contains(key)) return InvalidArgument(here + ": missing required key '" + key + "'");
+        if (k.required && !given.contains(key))
+          return InvalidArgument(here + ": missing required key '" + key + "'");
       }
       auto refs = References().find(step.kind);
       if (refs != References().end()) {
@@ -231,12 +237,13 @@ Result<PipelineSpec> ParsePipeline(std::string_view yaml) {
           std::string target = config[key].get<std::string>();
           auto found = kinds_by_name.find(target);
           if (found == kinds_by_name.end()) {
-            return InvalidArgument(here + ": " + key + " '" + target +
-                                   "' is not an earlier step of this pipeline (steps run in the order written)");
+            return InvalidArgument(
+                here + ": " + key + " '" + target +
+                "' is not an earlier step of this pipeline (steps run in the order written)");
           }
           if (found->second != want) {
-            return InvalidArgument(here + ": " + key + " '" + target + "' is a " + found->second + " step; a " +
-                                   want + " step is needed");
+            return InvalidArgument(here + ": " + key + " '" + target + "' is a " + found->second +
+                                   " step; a " + want + " step is needed");
           }
         }
       }
@@ -271,17 +278,19 @@ Result<std::vector<Comparison>> ParseCondition(std::string_view expression) {
                              "' is not a comparison (>=, >, <=, <, ==, !=)");
     }
     if (!IsNumber(tokens[i + 2], &c.value)) {
-      return InvalidArgument("condition '" + std::string(expression) + "': '" + tokens[i + 2] + "' is not a number");
+      return InvalidArgument("condition '" + std::string(expression) + "': '" + tokens[i + 2] +
+                             "' is not a number");
     }
     out.push_back(c);
     i += 3;
     if (i < tokens.size()) {
       if (tokens[i] != "and") {
-        return InvalidArgument("condition '" + std::string(expression) + "': expected 'and', found '" + tokens[i] +
-                               "'");
+        return InvalidArgument("condition '" + std::string(expression) + "': expected 'and', found '" +
+                               tokens[i] + "'");
       }
       ++i;
-      if (i == tokens.size()) return InvalidArgument("condition '" + std::string(expression) + "' ends with 'and'");
+      if (i == tokens.size())
+        return InvalidArgument("condition '" + std::string(expression) + "' ends with 'and'");
     }
   }
   if (out.empty()) return InvalidArgument("condition is empty");

@@ -43,13 +43,15 @@ TEST(SpecTest, BadSpecsNameTheLine) {
   ExpectError("name: x\nsteps:\n  - name: t\n    kind: train\n    input: features\n    label: y\n",
               "input 'features' is not an earlier step");
   ExpectError(
-      "name: x\nsteps:\n  - name: f\n    kind: features\n    dataset: d\n  - name: e\n    kind: evaluate\n    model: f\n",
+      "name: x\nsteps:\n  - name: f\n    kind: features\n    dataset: d\n  - name: e\n    kind: evaluate\n   "
+      " model: f\n",
       "model 'f' is a features step; a train step is needed");
   ExpectError("name: x\nsteps:\n  - name: f\n    kind: features\n    dataset: d\n    windows: [six]\n",
               "windows must hold whole numbers");
-  ExpectError("name: x\nsteps:\n  - name: f\n    kind: features\n    dataset: d\n  - name: f\n    kind: features\n"
-              "    dataset: d\n",
-              "the name is used twice");
+  ExpectError(
+      "name: x\nsteps:\n  - name: f\n    kind: features\n    dataset: d\n  - name: f\n    kind: features\n"
+      "    dataset: d\n",
+      "the name is used twice");
 }
 
 TEST(ConditionTest, ParsesConjunctionsAndRejectsGarbage) {

@@ -36,8 +36,8 @@ ModelVersion FromRow(const store::Row& r) {
 }
 
 std::string EventData(const ModelVersion& v) {
-  return Json{{"group", v.group},       {"version", v.version},       {"status", v.status},
-              {"run_id", v.run_id},     {"dataset", v.dataset},       {"dataset_version", v.dataset_version},
+  return Json{{"group", v.group},          {"version", v.version}, {"status", v.status},
+              {"run_id", v.run_id},        {"dataset", v.dataset}, {"dataset_version", v.dataset_version},
               {"decided_by", v.decided_by}}
       .dump();
 }
@@ -49,16 +49,22 @@ Status RegistryService::Migrate() {
       *db_, "registry",
       {{1, "model-groups-versions",
         "CREATE TABLE model_groups (name TEXT PRIMARY KEY, project TEXT NOT NULL, created_at TEXT NOT NULL);"
-        "CREATE TABLE model_versions (group_name TEXT NOT NULL REFERENCES model_groups(name), version INTEGER NOT "
-        "NULL, status TEXT NOT NULL, framework TEXT NOT NULL, blob_id TEXT NOT NULL, features_json TEXT NOT NULL, "
-        "metrics_json TEXT NOT NULL, params_json TEXT NOT NULL, dataset TEXT NOT NULL, dataset_version INTEGER NOT "
-        "NULL, run_id TEXT NOT NULL, created_by TEXT NOT NULL, created_at TEXT NOT NULL, decided_by TEXT NOT NULL, "
+        "CREATE TABLE model_versions (group_name TEXT NOT NULL REFERENCES model_groups(name), version "
+        "INTEGER NOT "
+        "NULL, status TEXT NOT NULL, framework TEXT NOT NULL, blob_id TEXT NOT NULL, features_json TEXT NOT "
+        "NULL, "
+        "metrics_json TEXT NOT NULL, params_json TEXT NOT NULL, dataset TEXT NOT NULL, dataset_version "
+        "INTEGER NOT "
+        "NULL, run_id TEXT NOT NULL, created_by TEXT NOT NULL, created_at TEXT NOT NULL, decided_by TEXT NOT "
+        "NULL, "
         "decided_at TEXT NOT NULL, comment TEXT NOT NULL, PRIMARY KEY (group_name, version));"
-        "CREATE TABLE model_version_history (group_name TEXT NOT NULL, version INTEGER NOT NULL, status TEXT NOT "
+        "CREATE TABLE model_version_history (group_name TEXT NOT NULL, version INTEGER NOT NULL, status TEXT "
+        "NOT "
         "NULL, principal TEXT NOT NULL, comment TEXT NOT NULL, time TEXT NOT NULL);"}});
 }
 
-Result<ModelVersion> RegistryService::Register(store::Database& tx, ModelVersion v, const std::string& project) {
+Result<ModelVersion> RegistryService::Register(store::Database& tx, ModelVersion v,
+                                               const std::string& project) {
   if (v.group.empty()) return InvalidArgument("model group name is empty");
   TAKT_ASSIGN_OR_RETURN(auto g, tx.Query("SELECT name FROM model_groups WHERE name = ?", {v.group}));
   v.created_at = NowIso();
@@ -66,38 +72,42 @@ Result<ModelVersion> RegistryService::Register(store::Database& tx, ModelVersion
     TAKT_RETURN_IF_ERROR(tx.Exec("INSERT INTO model_groups (name, project, created_at) VALUES (?, ?, ?)",
                                  {v.group, project, v.created_at}));
   }
-  TAKT_ASSIGN_OR_RETURN(auto m, tx.QueryOne("SELECT COALESCE(MAX(version), 0) FROM model_versions WHERE group_name = ?",
-                                            {v.group}, "max"));
+  TAKT_ASSIGN_OR_RETURN(
+      auto m, tx.QueryOne("SELECT COALESCE(MAX(version), 0) FROM model_versions WHERE group_name = ?",
+                          {v.group}, "max"));
   v.version = static_cast<int>(m.Int(0)) + 1;
   v.status = kPending;
   Json features = v.feature_names;
-  TAKT_RETURN_IF_ERROR(tx.Exec(std::string("INSERT INTO model_versions (") + kColumns +
-                                   ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                               {v.group, int64_t{v.version}, v.status, v.framework, v.blob_id, features.dump(),
-                                v.metrics_json, v.params_json, v.dataset, int64_t{v.dataset_version}, v.run_id,
-                                v.created_by, v.created_at, std::string(), std::string(), std::string()}));
-  TAKT_RETURN_IF_ERROR(tx.Exec("INSERT INTO model_version_history VALUES (?, ?, ?, ?, ?, ?)",
-                               {v.group, int64_t{v.version}, v.status, v.created_by, std::string("registered"),
-                                v.created_at}));
-  TAKT_RETURN_IF_ERROR(events::Append(tx, {.type = events::kModelVersionRegistered,
-                                           .source = "/registry",
-                                           .subject = "models/" + v.group + "/versions/" + std::to_string(v.version),
-                                           .data_json = EventData(v)}));
+  TAKT_RETURN_IF_ERROR(
+      tx.Exec(std::string("INSERT INTO model_versions (") + kColumns +
+                  ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+              {v.group, int64_t{v.version}, v.status, v.framework, v.blob_id, features.dump(), v.metrics_json,
+               v.params_json, v.dataset, int64_t{v.dataset_version}, v.run_id, v.created_by, v.created_at,
+               std::string(), std::string(), std::string()}));
+  TAKT_RETURN_IF_ERROR(tx.Exec(
+      "INSERT INTO model_version_history VALUES (?, ?, ?, ?, ?, ?)",
+      {v.group, int64_t{v.version}, v.status, v.created_by, std::string("registered"), v.created_at}));
+  TAKT_RETURN_IF_ERROR(
+      events::Append(tx, {.type = events::kModelVersionRegistered,
+                          .source = "/registry",
+                          .subject = "models/" + v.group + "/versions/" + std::to_string(v.version),
+                          .data_json = EventData(v)}));
   return v;
 }
 
-Result<ModelVersion> RegistryService::Approve(const std::string& group, int version, const std::string& principal,
-                                              const std::string& comment) {
+Result<ModelVersion> RegistryService::Approve(const std::string& group, int version,
+                                              const std::string& principal, const std::string& comment) {
   return Decide(group, version, principal, comment, true);
 }
 
-Result<ModelVersion> RegistryService::Reject(const std::string& group, int version, const std::string& principal,
-                                             const std::string& comment) {
+Result<ModelVersion> RegistryService::Reject(const std::string& group, int version,
+                                             const std::string& principal, const std::string& comment) {
   return Decide(group, version, principal, comment, false);
 }
 
-Result<ModelVersion> RegistryService::Decide(const std::string& group, int version, const std::string& principal,
-                                             const std::string& comment, bool approve) {
+Result<ModelVersion> RegistryService::Decide(const std::string& group, int version,
+                                             const std::string& principal, const std::string& comment,
+                                             bool approve) {
   ModelVersion out;
   Status s = db_->Transaction([&](store::Database& tx) -> Status {
     TAKT_ASSIGN_OR_RETURN(out, GetVersion(group, version));
@@ -114,17 +124,18 @@ Result<ModelVersion> RegistryService::Decide(const std::string& group, int versi
     out.decided_by = principal;
     out.decided_at = NowIso();
     out.comment = comment;
-    TAKT_RETURN_IF_ERROR(tx.Exec(
-        "UPDATE model_versions SET status = ?, decided_by = ?, decided_at = ?, comment = ? WHERE group_name = ? AND "
-        "version = ?",
-        {out.status, out.decided_by, out.decided_at, out.comment, group, int64_t{version}}));
+    TAKT_RETURN_IF_ERROR(
+        tx.Exec("UPDATE model_versions SET status = ?, decided_by = ?, decided_at = ?, comment = ? WHERE "
+                "group_name = ? AND "
+                "version = ?",
+                {out.status, out.decided_by, out.decided_at, out.comment, group, int64_t{version}}));
     TAKT_RETURN_IF_ERROR(tx.Exec("INSERT INTO model_version_history VALUES (?, ?, ?, ?, ?, ?)",
                                  {group, int64_t{version}, out.status, principal, comment, out.decided_at}));
-    TAKT_RETURN_IF_ERROR(events::Append(
-        tx, {.type = approve ? events::kModelVersionApproved : events::kModelVersionRejected,
-             .source = "/registry",
-             .subject = "models/" + group + "/versions/" + std::to_string(version),
-             .data_json = EventData(out)}));
+    TAKT_RETURN_IF_ERROR(
+        events::Append(tx, {.type = approve ? events::kModelVersionApproved : events::kModelVersionRejected,
+                            .source = "/registry",
+                            .subject = "models/" + group + "/versions/" + std::to_string(version),
+                            .data_json = EventData(out)}));
     return Ok();
   });
   TAKT_RETURN_IF_ERROR(s);
@@ -132,11 +143,11 @@ Result<ModelVersion> RegistryService::Decide(const std::string& group, int versi
 }
 
 Result<std::vector<ModelGroup>> RegistryService::ListGroups() const {
-  TAKT_ASSIGN_OR_RETURN(auto rows,
-                        db_->Query("SELECT g.name, g.project, g.created_at, (SELECT COALESCE(MAX(version), 0) FROM "
-                                   "model_versions v WHERE v.group_name = g.name), (SELECT COUNT(*) FROM "
-                                   "model_versions v WHERE v.group_name = g.name AND v.status = 'Approved') FROM "
-                                   "model_groups g ORDER BY g.name"));
+  TAKT_ASSIGN_OR_RETURN(
+      auto rows, db_->Query("SELECT g.name, g.project, g.created_at, (SELECT COALESCE(MAX(version), 0) FROM "
+                            "model_versions v WHERE v.group_name = g.name), (SELECT COUNT(*) FROM "
+                            "model_versions v WHERE v.group_name = g.name AND v.status = 'Approved') FROM "
+                            "model_groups g ORDER BY g.name"));
   std::vector<ModelGroup> out;
   for (const auto& r : rows) {
     out.push_back({r.Text(0), r.Text(1), r.Text(2), static_cast<int>(r.Int(3)), static_cast<int>(r.Int(4))});
@@ -147,9 +158,10 @@ Result<std::vector<ModelGroup>> RegistryService::ListGroups() const {
 Result<std::vector<ModelVersion>> RegistryService::ListVersions(const std::string& group) const {
   TAKT_ASSIGN_OR_RETURN(auto g, db_->Query("SELECT name FROM model_groups WHERE name = ?", {group}));
   if (g.empty()) return NotFound("model group " + group + " does not exist");
-  TAKT_ASSIGN_OR_RETURN(auto rows, db_->Query(std::string("SELECT ") + kColumns +
-                                                  " FROM model_versions WHERE group_name = ? ORDER BY version",
-                                              {group}));
+  TAKT_ASSIGN_OR_RETURN(auto rows,
+                        db_->Query(std::string("SELECT ") + kColumns +
+                                       " FROM model_versions WHERE group_name = ? ORDER BY version",
+                                   {group}));
   std::vector<ModelVersion> out;
   for (const auto& r : rows) out.push_back(FromRow(r));
   return out;
@@ -158,10 +170,11 @@ Result<std::vector<ModelVersion>> RegistryService::ListVersions(const std::strin
 Result<ModelVersion> RegistryService::GetVersion(const std::string& group, int version) const {
   TAKT_ASSIGN_OR_RETURN(auto g, db_->Query("SELECT name FROM model_groups WHERE name = ?", {group}));
   if (g.empty()) return NotFound("model group " + group + " does not exist");
-  TAKT_ASSIGN_OR_RETURN(auto r, db_->QueryOne(std::string("SELECT ") + kColumns +
-                                                  " FROM model_versions WHERE group_name = ? AND version = ?",
-                                              {group, int64_t{version}},
-                                              "model group " + group + " has no version " + std::to_string(version)));
+  TAKT_ASSIGN_OR_RETURN(
+      auto r,
+      db_->QueryOne(
+          std::string("SELECT ") + kColumns + " FROM model_versions WHERE group_name = ? AND version = ?",
+          {group, int64_t{version}}, "model group " + group + " has no version " + std::to_string(version)));
   return FromRow(r);
 }
 

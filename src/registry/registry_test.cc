@@ -19,8 +19,13 @@ class RegistryTest : public ::testing::Test {
   ModelVersion RegisterOne(const std::string& author) {
     ModelVersion out;
     EXPECT_TRUE(db_->Transaction([&](store::Database& tx) -> Status {
-      ModelVersion v{.group = "weld-pm", .blob_id = "abc", .feature_names = {"a", "b"}, .dataset = "weld-telemetry",
-                     .dataset_version = 1, .run_id = "run-1", .created_by = author};
+      ModelVersion v{.group = "weld-pm",
+                     .blob_id = "abc",
+                     .feature_names = {"a", "b"},
+                     .dataset = "weld-telemetry",
+                     .dataset_version = 1,
+                     .run_id = "run-1",
+                     .created_by = author};
       TAKT_ASSIGN_OR_RETURN(out, registry_->Register(tx, v, "weld-pm"));
       return Ok();
     }));

@@ -11,8 +11,8 @@ namespace {
 constexpr size_t kMaxRows = 100000;
 
 bool IsKnownDatatype(const std::string& t) {
-  static const char* kTypes[] = {"FP32",  "FP64",  "INT8",   "INT16",  "INT32",  "INT64",
-                                 "UINT8", "UINT16", "UINT32", "UINT64", "BOOL", "FP16"};
+  static const char* kTypes[] = {"FP32",  "FP64",   "INT8",   "INT16",  "INT32", "INT64",
+                                 "UINT8", "UINT16", "UINT32", "UINT64", "BOOL",  "FP16"};
   for (const char* k : kTypes)
     if (t == k) return true;
   return false;
@@ -28,7 +28,8 @@ Status Flatten(const Json& j, std::vector<float>& out, const std::string& where)
     out.push_back(j.get<bool>() ? 1.0f : 0.0f);
     return Ok();
   }
-  if (!j.is_number()) return InvalidArgument(where + ": data must hold numbers, found " + std::string(j.type_name()));
+  if (!j.is_number())
+    return InvalidArgument(where + ": data must hold numbers, found " + std::string(j.type_name()));
   double v = j.get<double>();
   if (!std::isfinite(v)) return InvalidArgument(where + ": data holds a non-finite number");
   out.push_back(static_cast<float>(v));
@@ -68,7 +69,8 @@ Result<OipRequest> ParseOipInfer(std::string_view body, const std::vector<std::s
     std::string where = "input '" + name + "'";
     std::string datatype = in.value("datatype", "");
     if (!IsKnownDatatype(datatype)) {
-      return InvalidArgument(where + ": datatype '" + datatype + "' is not one of FP32, FP64, INT*, UINT*, BOOL");
+      return InvalidArgument(where + ": datatype '" + datatype +
+                             "' is not one of FP32, FP64, INT*, UINT*, BOOL");
     }
     if (in.find("data") == in.end()) return InvalidArgument(where + ": missing 'data'");
   }
@@ -86,7 +88,8 @@ Result<OipRequest> ParseOipInfer(std::string_view body, const std::vector<std::s
     TAKT_RETURN_IF_ERROR(Flatten(in["data"], req.rows.values, where));
     if (req.rows.values.size() != static_cast<size_t>(rows * cols)) {
       return InvalidArgument(where + ": data holds " + std::to_string(req.rows.values.size()) +
-                             " values but shape " + in["shape"].dump() + " needs " + std::to_string(rows * cols));
+                             " values but shape " + in["shape"].dump() + " needs " +
+                             std::to_string(rows * cols));
     }
     req.rows.rows = static_cast<size_t>(rows);
     req.rows.cols = f;
@@ -107,13 +110,14 @@ Result<OipRequest> ParseOipInfer(std::string_view body, const std::vector<std::s
     std::string where = "input '" + name + "'";
     TAKT_ASSIGN_OR_RETURN(auto shape, Shape(in, where));
     if (shape.size() == 2 && shape[1] != 1) return InvalidArgument(where + ": shape must be [n] or [n, 1]");
-    if (rows >= 0 && shape[0] != rows) return InvalidArgument(where + ": inputs disagree on the number of rows");
+    if (rows >= 0 && shape[0] != rows)
+      return InvalidArgument(where + ": inputs disagree on the number of rows");
     rows = shape[0];
     if (rows > static_cast<int64_t>(kMaxRows)) return InvalidArgument(where + ": more than 100000 rows");
     TAKT_RETURN_IF_ERROR(Flatten(in["data"], columns[idx], where));
     if (columns[idx].size() != static_cast<size_t>(rows)) {
-      return InvalidArgument(where + ": data holds " + std::to_string(columns[idx].size()) + " values, shape says " +
-                             std::to_string(rows));
+      return InvalidArgument(where + ": data holds " + std::to_string(columns[idx].size()) +
+                             " values, shape says " + std::to_string(rows));
     }
   }
   for (size_t i = 0; i < f; ++i) {
@@ -139,7 +143,8 @@ std::string RenderOipInfer(const std::string& model, int version, const std::str
   return out.dump();
 }
 
-std::string RenderOipMetadata(const std::string& model, int version, const std::vector<std::string>& features) {
+std::string RenderOipMetadata(const std::string& model, int version,
+                              const std::vector<std::string>& features) {
   Json inputs = Json::array();
   inputs.push_back({{"name", "input-0"}, {"datatype", "FP32"}, {"shape", {-1, features.size()}}});
   return Json{{"name", model},
@@ -168,7 +173,8 @@ Result<ml::Matrix> ParseCsvRows(std::string_view body, size_t f) {
     size_t p = 0;
     while (true) {
       size_t comma = line.find(',', p);
-      std::string_view field = line.substr(p, comma == std::string_view::npos ? std::string_view::npos : comma - p);
+      std::string_view field =
+          line.substr(p, comma == std::string_view::npos ? std::string_view::npos : comma - p);
       while (!field.empty() && field.front() == ' ') field.remove_prefix(1);
       while (!field.empty() && field.back() == ' ') field.remove_suffix(1);
       ++fields;
@@ -220,7 +226,8 @@ Result<ml::Matrix> ParseJsonInstances(std::string_view body, size_t f) {
     if (it == root.end()) return InvalidArgument("request body: expected {\"instances\": [[...], ...]}");
     rows = &*it;
   }
-  if (!rows->is_array() || rows->empty()) return InvalidArgument("request body: instances must be a non-empty array");
+  if (!rows->is_array() || rows->empty())
+    return InvalidArgument("request body: instances must be a non-empty array");
   ml::Matrix m;
   m.cols = f;
   for (size_t r = 0; r < rows->size(); ++r) {

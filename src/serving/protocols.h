@@ -28,7 +28,8 @@ struct OipRequest {
 Result<OipRequest> ParseOipInfer(std::string_view body, const std::vector<std::string>& feature_names);
 std::string RenderOipInfer(const std::string& model, int version, const std::string& id,
                            const std::vector<float>& predictions);
-std::string RenderOipMetadata(const std::string& model, int version, const std::vector<std::string>& features);
+std::string RenderOipMetadata(const std::string& model, int version,
+                              const std::vector<std::string>& features);
 
 // SageMaker text/csv: one row per line, features in the model's order, no header.
 Result<ml::Matrix> ParseCsvRows(std::string_view body, size_t num_features);

@@ -8,8 +8,9 @@ namespace {
 const std::vector<std::string> kFeatures = {"a", "b", "c"};
 
 TEST(OipTest, OneTensorNestedOrFlat) {
-  auto r = ParseOipInfer(R"({"id":"r1","inputs":[{"name":"x","shape":[2,3],"datatype":"FP32","data":[[1,2,3],[4,5,6]]}]})",
-                         kFeatures);
+  auto r = ParseOipInfer(
+      R"({"id":"r1","inputs":[{"name":"x","shape":[2,3],"datatype":"FP32","data":[[1,2,3],[4,5,6]]}]})",
+      kFeatures);
   ASSERT_TRUE(r.has_value()) << r.error().ToString();
   EXPECT_EQ(r->id, "r1");
   EXPECT_EQ(r->rows.rows, 2u);
@@ -40,9 +41,11 @@ TEST(OipTest, BadRequestsNameTheProblem) {
       {R"({"inputs":[{"name":"x","shape":[1,3],"datatype":"FP32","data":[1,"b",3]}]})", "must hold numbers"},
       {R"({"inputs":[]})", "non-empty array"},
       {R"({"inputs":[{"name":"a","shape":[1],"datatype":"FP32","data":[1]},
-                     {"name":"zz","shape":[1],"datatype":"FP32","data":[1]}]})", "'zz' is not a feature"},
+                     {"name":"zz","shape":[1],"datatype":"FP32","data":[1]}]})",
+       "'zz' is not a feature"},
       {R"({"inputs":[{"name":"a","shape":[1],"datatype":"FP32","data":[1]},
-                     {"name":"b","shape":[1],"datatype":"FP32","data":[1]}]})", "missing input for feature 'c'"},
+                     {"name":"b","shape":[1],"datatype":"FP32","data":[1]}]})",
+       "missing input for feature 'c'"},
       {R"({"inputs": [)", "invalid JSON"},
       {R"([1,2,3])", "expected a JSON object"},
   };
@@ -60,7 +63,8 @@ TEST(CsvRowsTest, ParsesRowsAndRejectsBadOnes) {
   EXPECT_EQ(m->rows, 2u);
   EXPECT_EQ(m->values[4], 5.0f);
   EXPECT_NE(ParseCsvRows("1,2\n", 3).error().message().find("csv line 1: 2 values"), std::string::npos);
-  EXPECT_NE(ParseCsvRows("1,2,3\n1,x,3\n", 3).error().message().find("csv line 2, value 2: 'x'"), std::string::npos);
+  EXPECT_NE(ParseCsvRows("1,2,3\n1,x,3\n", 3).error().message().find("csv line 2, value 2: 'x'"),
+            std::string::npos);
   EXPECT_NE(ParseCsvRows("1,2,3,4\n", 3).error().message().find("more than 3"), std::string::npos);
   EXPECT_FALSE(ParseCsvRows("1,inf,3\n", 3).has_value());
   EXPECT_FALSE(ParseCsvRows("", 3).has_value());

@@ -10,6 +10,7 @@
 
 #include <map>
 #include <memory>
+#include <mutex>
 #include <shared_mutex>
 #include <string>
 #include <vector>
@@ -66,11 +67,13 @@ class ServingService {
   Result<std::shared_ptr<const LoadedModel>> Find(std::string_view name) const;
 
  private:
-  Result<std::shared_ptr<const LoadedModel>> Load(const std::string& endpoint, const registry::ModelVersion& v);
+  Result<std::shared_ptr<const LoadedModel>> Load(const std::string& endpoint,
+                                                  const registry::ModelVersion& v);
 
   store::Database* db_;
   blob::BlobStore* blobs_;
   registry::RegistryService* registry_;
+  std::mutex deploy_mu_;  // serialises Deploy
   mutable std::shared_mutex mu_;
   std::map<std::string, std::shared_ptr<const LoadedModel>, std::less<>> live_;
 };

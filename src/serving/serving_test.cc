@@ -235,6 +235,28 @@ TEST_F(ServingTest, SameEventTwiceDeploysOnce) {
   EXPECT_EQ(Count("SELECT COUNT(*) FROM endpoints"), 1);
 }
 
+// Bug (serving.cc, Deploy): the event-id check runs before, and outside, the
+// transaction that inserts into `deployments`, so two concurrent deliveries of
+// one event both pass it and the second fails with ALREADY_EXISTS ("UNIQUE
+// constraint failed: deployments.event_id") instead of being a no-op. The bus
+// serialises deliveries inside one process, so this needs two deliverers (two
+// servers over one database); the retry then succeeds. See the report.
+TEST_F(ServingTest, SameEventDeliveredConcurrentlyDeploysOnceWithoutError) {
+  RegisterApproved("weld-pm", *model_a_);
+  // Repeat to give the race a chance; each round uses a fresh event id.
+  for (int round = 0; round < 10; ++round) {
+    const std::string event = "ev-race-" + std::to_string(round);
+    Result<Endpoint> results[2] = {NotFound("not run"), NotFound("not run")};
+    std::thread t0([&] { results[0] = serving_->Deploy("weld-pm", 1, "dev", event); });
+    std::thread t1([&] { results[1] = serving_->Deploy("weld-pm", 1, "dev", event); });
+    t0.join();
+    t1.join();
+    for (const auto& r : results)
+      EXPECT_TRUE(r.has_value()) << "round " << round << ": " << r.error().ToString();
+    EXPECT_EQ(Count("SELECT COUNT(*) FROM deployments WHERE event_id = '" + event + "'"), 1);
+  }
+}
+
 TEST_F(ServingTest, RedeliveredOldEventDoesNotRollBackANewerDeployment) {
   RegisterApproved("weld-pm", *model_a_);
   RegisterApproved("weld-pm", *model_b_);

@@ -25,7 +25,8 @@ const std::string& Row::Text(size_t i) const {
   return kEmpty;
 }
 
-Result<Row> Database::QueryOne(std::string_view sql, const std::vector<Value>& params, std::string_view what) {
+Result<Row> Database::QueryOne(std::string_view sql, const std::vector<Value>& params,
+                               std::string_view what) {
   TAKT_ASSIGN_OR_RETURN(auto rows, Query(sql, params));
   if (rows.empty()) return NotFound(std::string(what));
   return std::move(rows.front());
@@ -37,16 +38,18 @@ Status Migrate(Database& db, std::string_view component, const std::vector<Migra
       "name TEXT NOT NULL, applied_at TEXT NOT NULL, PRIMARY KEY (component, version))"));
   for (const auto& m : migrations) {
     Status s = db.Transaction([&](Database& tx) -> Status {
-      TAKT_ASSIGN_OR_RETURN(auto rows, tx.Query("SELECT 1 FROM schema_migrations WHERE component = ? AND version = ?",
-                                                {std::string(component), int64_t{m.version}}));
+      TAKT_ASSIGN_OR_RETURN(auto rows,
+                            tx.Query("SELECT 1 FROM schema_migrations WHERE component = ? AND version = ?",
+                                     {std::string(component), int64_t{m.version}}));
       if (!rows.empty()) return Ok();
       TAKT_RETURN_IF_ERROR(tx.ExecScript(m.sql));
-      TAKT_RETURN_IF_ERROR(tx.Exec(
-          "INSERT INTO schema_migrations (component, version, name, applied_at) VALUES (?, ?, ?, ?)",
-          {std::string(component), int64_t{m.version}, m.name, NowIso()}));
+      TAKT_RETURN_IF_ERROR(
+          tx.Exec("INSERT INTO schema_migrations (component, version, name, applied_at) VALUES (?, ?, ?, ?)",
+                  {std::string(component), int64_t{m.version}, m.name, NowIso()}));
       return Ok();
     });
-    if (!s) return std::unexpected(s.error().WithContext("migration " + std::string(component) + "/" + m.name));
+    if (!s)
+      return std::unexpected(s.error().WithContext("migration " + std::string(component) + "/" + m.name));
   }
   return Ok();
 }

@@ -29,8 +29,8 @@ struct Row {
   std::vector<Value> values;
 
   bool IsNull(size_t i) const { return std::holds_alternative<std::monostate>(values.at(i)); }
-  int64_t Int(size_t i) const;             // 0 for null
-  double Real(size_t i) const;             // 0 for null
+  int64_t Int(size_t i) const;              // 0 for null
+  double Real(size_t i) const;              // 0 for null
   const std::string& Text(size_t i) const;  // "" for null
 };
 

@@ -107,9 +107,15 @@ class SqliteDatabase final : public Database {
       row.values.reserve(n);
       for (int c = 0; c < n; ++c) {
         switch (sqlite3_column_type(stmt, c)) {
-          case SQLITE_NULL: row.values.emplace_back(std::monostate{}); break;
-          case SQLITE_INTEGER: row.values.emplace_back(static_cast<int64_t>(sqlite3_column_int64(stmt, c))); break;
-          case SQLITE_FLOAT: row.values.emplace_back(sqlite3_column_double(stmt, c)); break;
+          case SQLITE_NULL:
+            row.values.emplace_back(std::monostate{});
+            break;
+          case SQLITE_INTEGER:
+            row.values.emplace_back(static_cast<int64_t>(sqlite3_column_int64(stmt, c)));
+            break;
+          case SQLITE_FLOAT:
+            row.values.emplace_back(sqlite3_column_double(stmt, c));
+            break;
           default: {
             const auto* p = reinterpret_cast<const char*>(sqlite3_column_blob(stmt, c));
             int len = sqlite3_column_bytes(stmt, c);
@@ -140,7 +146,8 @@ Result<std::unique_ptr<Database>> OpenSqlite(const std::string& path) {
   }
   sqlite3_busy_timeout(raw, 5000);
   auto db = std::make_unique<SqliteDatabase>(raw);
-  TAKT_RETURN_IF_ERROR(db->ExecScript("PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL;"));
+  TAKT_RETURN_IF_ERROR(
+      db->ExecScript("PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL;"));
   return std::unique_ptr<Database>(std::move(db));
 }
 

@@ -33,9 +33,9 @@ class BadInputTest : public ::testing::Test {
   std::string Snapshot() {
     std::string s;
     for (auto args : std::vector<std::vector<std::string>>{{"dataset", "list", "-o", "json"},
-                                                          {"run", "list", "-o", "json"},
-                                                          {"model", "list", "-o", "json"},
-                                                          {"principal", "list", "-o", "json"}}) {
+                                                           {"run", "list", "-o", "json"},
+                                                           {"model", "list", "-o", "json"},
+                                                           {"principal", "list", "-o", "json"}}) {
       CliResult r = server_.Cli(admin_, args);
       EXPECT_EQ(r.exit_code, 0) << r.err;
       s += r.out;
@@ -65,34 +65,39 @@ class BadInputTest : public ::testing::Test {
 
 TEST_F(BadInputTest, BadCsvIsRefusedAndNoDatasetAppears) {
   std::string before = Snapshot();
-  ExpectError(server_.Cli(admin_, {"dataset", "ingest", "weld", File("ragged.csv", "a,b,c\n1,2,3\n4,5\n")}), 2,
-              "INVALID_ARGUMENT", "line 3");
-  ExpectError(server_.Cli(admin_, {"dataset", "ingest", "weld", File("header.csv", "a,b,c\n")}), 2, "INVALID_ARGUMENT",
-              "no data rows");
+  ExpectError(server_.Cli(admin_, {"dataset", "ingest", "weld", File("ragged.csv", "a,b,c\n1,2,3\n4,5\n")}),
+              2, "INVALID_ARGUMENT", "line 3");
+  ExpectError(server_.Cli(admin_, {"dataset", "ingest", "weld", File("header.csv", "a,b,c\n")}), 2,
+              "INVALID_ARGUMENT", "no data rows");
   ExpectError(server_.Cli(admin_, {"dataset", "ingest", "weld", File("quote.csv", "a,b\n1,\"open\n")}), 2,
               "INVALID_ARGUMENT", "unterminated");
-  ExpectError(server_.Cli(admin_, {"dataset", "ingest", "Bad_Name", File("ok.csv", "a\n1\n")}), 2, "INVALID_ARGUMENT",
-              "dataset name 'Bad_Name' is invalid");
-  ExpectError(server_.Cli(admin_, {"dataset", "ingest", "weld", server_.dir() + "/missing.csv"}), 4, "NOT_FOUND",
-              "missing.csv");
+  ExpectError(server_.Cli(admin_, {"dataset", "ingest", "Bad_Name", File("ok.csv", "a\n1\n")}), 2,
+              "INVALID_ARGUMENT", "dataset name 'Bad_Name' is invalid");
+  ExpectError(server_.Cli(admin_, {"dataset", "ingest", "weld", server_.dir() + "/missing.csv"}), 4,
+              "NOT_FOUND", "missing.csv");
   EXPECT_EQ(Snapshot(), before);
 }
 
 TEST_F(BadInputTest, NonNumericValueInANumericColumnNamesLineAndColumn) {
-  ASSERT_EQ(server_.Cli(admin_, {"dataset", "ingest", "weld", File("v1.csv", "robot,force\nr1,1.5\nr2,2.5\n")}).exit_code,
-            0);
+  ASSERT_EQ(
+      server_.Cli(admin_, {"dataset", "ingest", "weld", File("v1.csv", "robot,force\nr1,1.5\nr2,2.5\n")})
+          .exit_code,
+      0);
   std::string before = Snapshot();
-  ExpectError(server_.Cli(admin_, {"dataset", "ingest", "weld", File("v2.csv", "robot,force\nr1,1.5\nr2,abc\n")}), 2,
-              "INVALID_ARGUMENT", "line 3, column force: 'abc' is not a float64");
+  ExpectError(
+      server_.Cli(admin_, {"dataset", "ingest", "weld", File("v2.csv", "robot,force\nr1,1.5\nr2,abc\n")}), 2,
+      "INVALID_ARGUMENT", "line 3, column force: 'abc' is not a float64");
   EXPECT_EQ(Snapshot(), before);
   CliResult show = server_.Cli(admin_, {"dataset", "show", "weld", "-o", "json"});
   EXPECT_EQ(Json::parse(show.out)["versions"].size(), 1u);
 }
 
 TEST_F(BadInputTest, BadPipelinesAreRejectedAtSubmitWithTheLine) {
-  ASSERT_EQ(server_.Cli(admin_, {"dataset", "ingest", "weld-telemetry",
-                                 File("d.csv", "timestamp,robot_serial,x,fails_within_24h\n2026-01-01T00:00:00Z,r1,1,0\n"
-                                               "2026-01-01T01:00:00Z,r1,2,1\n")})
+  ASSERT_EQ(server_
+                .Cli(admin_, {"dataset", "ingest", "weld-telemetry",
+                              File("d.csv",
+                                   "timestamp,robot_serial,x,fails_within_24h\n2026-01-01T00:00:00Z,r1,1,0\n"
+                                   "2026-01-01T01:00:00Z,r1,2,1\n")})
                 .exit_code,
             0);
   std::string before = Snapshot();
@@ -100,56 +105,60 @@ TEST_F(BadInputTest, BadPipelinesAreRejectedAtSubmitWithTheLine) {
   const std::string features = "  - name: features\n    kind: features\n    dataset: weld-telemetry\n";
   ExpectError(server_.Cli(sam_, {"pipeline", "run", File("a.yaml", head + "  - name: [oops\n")}), 2,
               "INVALID_ARGUMENT", "invalid YAML at line");
-  ExpectError(server_.Cli(sam_, {"pipeline", "run", File("b.yaml", head + features + "    columns: [force]\n")}), 2,
-              "INVALID_ARGUMENT", "column 'force' is not in dataset weld-telemetry v1");
+  ExpectError(
+      server_.Cli(sam_, {"pipeline", "run", File("b.yaml", head + features + "    columns: [force]\n")}), 2,
+      "INVALID_ARGUMENT", "column 'force' is not in dataset weld-telemetry v1");
   ExpectError(server_.Cli(sam_, {"pipeline", "run",
                                  File("c.yaml", head + features +
                                                     "  - name: train\n    kind: train\n    input: featurez\n"
                                                     "    label: fails_within_24h\n")}),
               2, "INVALID_ARGUMENT", "input 'featurez' is not an earlier step");
-  ExpectError(server_.Cli(sam_, {"pipeline", "run", File("d.yaml", head + features + "    windowz: [6]\n")}), 2,
-              "INVALID_ARGUMENT", "line 6: step 'features': unknown key 'windowz'");
-  ExpectError(server_.Cli(sam_, {"pipeline", "run",
-                                 File("e.yaml", head + "  - name: s\n    kind: spark\n")}),
+  ExpectError(server_.Cli(sam_, {"pipeline", "run", File("d.yaml", head + features + "    windowz: [6]\n")}),
+              2, "INVALID_ARGUMENT", "line 6: step 'features': unknown key 'windowz'");
+  ExpectError(server_.Cli(sam_, {"pipeline", "run", File("e.yaml", head + "  - name: s\n    kind: spark\n")}),
               2, "INVALID_ARGUMENT", "unknown kind 'spark'");
   ExpectError(server_.Cli(sam_, {"pipeline", "run",
-                                 File("f.yaml", "name: p\nsteps:\n  - name: features\n    kind: features\n"
-                                                "    dataset: paint-telemetry\n")}),
+                                 File("f.yaml",
+                                      "name: p\nsteps:\n  - name: features\n    kind: features\n"
+                                      "    dataset: paint-telemetry\n")}),
               4, "NOT_FOUND", "dataset paint-telemetry does not exist");
   EXPECT_EQ(Snapshot(), before);
 }
 
 TEST_F(BadInputTest, UnknownModelsAndVersionsAreNotFound) {
-  ExpectError(server_.Cli(admin_, {"model", "show", "weld-pm"}), 4, "NOT_FOUND", "model group weld-pm does not exist");
+  ExpectError(server_.Cli(admin_, {"model", "show", "weld-pm"}), 4, "NOT_FOUND",
+              "model group weld-pm does not exist");
   ExpectError(server_.Cli(admin_, {"model", "approve", "weld-pm", "7"}), 4, "NOT_FOUND",
               "model group weld-pm does not exist");
   ExpectHttpError(client_->Send("GET", "/api/v1/models/weld-pm/versions/seven"), 400, "INVALID_ARGUMENT");
   ExpectHttpError(client_->Send("GET", "/api/v1/runs/run-nope"), 404, "NOT_FOUND");
   ExpectHttpError(client_->Send("GET", "/api/v1/endpoints/weld-pm-prod"), 404, "NOT_FOUND");
-  ExpectHttpError(client_->Send("POST", "/v2/models/weld-pm-dev/infer", "{}", "application/json"), 404, "NOT_FOUND");
+  ExpectHttpError(client_->Send("POST", "/v2/models/weld-pm-dev/infer", "{}", "application/json"), 404,
+                  "NOT_FOUND");
 }
 
 TEST_F(BadInputTest, MalformedOversizeAndMistypedRequestsChangeNothing) {
   std::string before = Snapshot();
-  ExpectHttpError(client_->Send("POST", "/api/v1/principals", "{\"name\": \"eve\", ", "application/json"), 400,
+  ExpectHttpError(client_->Send("POST", "/api/v1/principals", "{\"name\": \"eve\", ", "application/json"),
+                  400, "INVALID_ARGUMENT");
+  ExpectHttpError(client_->Send("POST", "/api/v1/principals", "[1,2]", "application/json"), 400,
                   "INVALID_ARGUMENT");
-  ExpectHttpError(client_->Send("POST", "/api/v1/principals", "[1,2]", "application/json"), 400, "INVALID_ARGUMENT");
   ExpectHttpError(client_->Send("POST", "/api/v1/principals", R"({"name":"eve","personas":["wizard"]})",
                                 "application/json"),
                   400, "INVALID_ARGUMENT");
-  ExpectHttpError(client_->Send("POST", "/api/v1/principals", R"({"name":"eve","personas":"admin"})",
-                                "application/json"),
-                  400, "INVALID_ARGUMENT");
-  ExpectHttpError(client_->Send("POST", "/api/v1/principals", std::string(2 << 20, 'x'), "application/json"), 413,
-                  "PAYLOAD_TOO_LARGE");
+  ExpectHttpError(
+      client_->Send("POST", "/api/v1/principals", R"({"name":"eve","personas":"admin"})", "application/json"),
+      400, "INVALID_ARGUMENT");
+  ExpectHttpError(client_->Send("POST", "/api/v1/principals", std::string(2 << 20, 'x'), "application/json"),
+                  413, "PAYLOAD_TOO_LARGE");
   ExpectHttpError(client_->Send("POST", "/api/v1/principals", R"({"name":"eve"})", "text/plain"), 415,
                   "UNSUPPORTED_MEDIA_TYPE");
-  ExpectHttpError(client_->Send("POST", "/api/v1/datasets/weld/versions", R"({"a":1})", "application/json"), 415,
-                  "UNSUPPORTED_MEDIA_TYPE");
+  ExpectHttpError(client_->Send("POST", "/api/v1/datasets/weld/versions", R"({"a":1})", "application/json"),
+                  415, "UNSUPPORTED_MEDIA_TYPE");
   ExpectHttpError(client_->Send("POST", "/api/v1/runs", R"({"name":"p"})", "application/json"), 415,
                   "UNSUPPORTED_MEDIA_TYPE");
-  ExpectHttpError(client_->Send("POST", "/api/v1/models/weld-pm/versions/1/approve", "{", "application/json"), 400,
-                  "INVALID_ARGUMENT");
+  ExpectHttpError(client_->Send("POST", "/api/v1/models/weld-pm/versions/1/approve", "{", "application/json"),
+                  400, "INVALID_ARGUMENT");
   ExpectHttpError(client_->Send("GET", "/api/v1/nothing-here"), 404, "NOT_FOUND");
   ExpectHttpError(client_->Send("DELETE", "/api/v1/datasets"), 405, "METHOD_NOT_ALLOWED");
   EXPECT_EQ(Snapshot(), before);
@@ -166,8 +175,8 @@ TEST_F(BadInputTest, MissingOrWrongTokensAre401AndDeniedActions403) {
   ExpectHttpError(anon->Send("GET", "/api/v1/datasets"), 401, "UNAUTHENTICATED");
   ExpectError(server_.Cli("", {"dataset", "list"}), 3, "UNAUTHENTICATED", "takt login");
   ExpectError(server_.Cli(sam_, {"audit", "list"}), 3, "PERMISSION_DENIED", "may not audit:list");
-  ExpectError(server_.Cli(sam_, {"principal", "create", "mallory", "--persona", "admin"}), 3, "PERMISSION_DENIED",
-              "principal:create");
+  ExpectError(server_.Cli(sam_, {"principal", "create", "mallory", "--persona", "admin"}), 3,
+              "PERMISSION_DENIED", "principal:create");
   // Refusals are audited.
   CliResult audit = server_.Cli(admin_, {"audit", "list", "-o", "json"});
   Json records = Json::parse(audit.out);

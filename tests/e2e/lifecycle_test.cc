@@ -51,13 +51,14 @@ class LifecycleTest : public ::testing::Test {
 TEST_F(LifecycleTest, WeldRobotsFromTelemetryToPredictions) {
   const std::string dir = server_.dir();
   // a. Simulate.
-  CliResult sim = RunTakt({"sim", "weld", "--robots", "80", "--plants", "3", "--days", "30", "--seed", "7", "-o",
-                           dir + "/telemetry.csv"});
+  CliResult sim = RunTakt({"sim", "weld", "--robots", "80", "--plants", "3", "--days", "30", "--seed", "7",
+                           "-o", dir + "/telemetry.csv"});
   ASSERT_EQ(sim.exit_code, 0) << sim.err;
   ASSERT_TRUE(fs::exists(dir + "/telemetry.csv"));
 
   // b. Ingest, as the data engineer.
-  CliResult ingest = server_.Cli(dana_, {"dataset", "ingest", "weld-telemetry", dir + "/telemetry.csv", "-o", "json"});
+  CliResult ingest =
+      server_.Cli(dana_, {"dataset", "ingest", "weld-telemetry", dir + "/telemetry.csv", "-o", "json"});
   ASSERT_EQ(ingest.exit_code, 0) << ingest.err;
   Json v = ParseOut(ingest);
   EXPECT_EQ(v["version"], 1);
@@ -71,7 +72,8 @@ TEST_F(LifecycleTest, WeldRobotsFromTelemetryToPredictions) {
   EXPECT_EQ(schema[3]["type"], "float64");
 
   // c. The pipeline, as the data scientist.
-  CliResult run = server_.Cli(sam_, {"pipeline", "run", SourceDir() + "/examples/weld-pm/pipeline.yaml", "-o", "json"});
+  CliResult run =
+      server_.Cli(sam_, {"pipeline", "run", SourceDir() + "/examples/weld-pm/pipeline.yaml", "-o", "json"});
   ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
   Json r = ParseOut(run);
   EXPECT_EQ(r["status"], "succeeded");
@@ -119,9 +121,11 @@ TEST_F(LifecycleTest, WeldRobotsFromTelemetryToPredictions) {
   EXPECT_FALSE(ev[0]["delivered_at"].get<std::string>().empty());
 
   // e. Predictions through both protocols equal XGBoost's own for the same rows.
-  ASSERT_EQ(server_.Cli(sam_, {"run", "export", run_id, "features/latest", "--file", dir + "/latest.csv"}).exit_code,
+  ASSERT_EQ(server_.Cli(sam_, {"run", "export", run_id, "features/latest", "--file", dir + "/latest.csv"})
+                .exit_code,
             0);
-  ASSERT_EQ(server_.Cli(sam_, {"model", "download", "weld-pm", "1", "--file", dir + "/model.json"}).exit_code, 0);
+  ASSERT_EQ(server_.Cli(sam_, {"model", "download", "weld-pm", "1", "--file", dir + "/model.json"}).exit_code,
+            0);
   Json endpoint = ParseOut(server_.Cli(sam_, {"endpoint", "show", "weld-pm-dev", "-o", "json"}));
   auto features = endpoint["feature_names"].get<std::vector<std::string>>();
   auto latest = frame::ReadCsv(ReadFileOrEmpty(dir + "/latest.csv"));
@@ -158,11 +162,12 @@ TEST_F(LifecycleTest, WeldRobotsFromTelemetryToPredictions) {
   ASSERT_EQ(oip->status, 200) << oip->body;
   auto oip_preds = Json::parse(oip->body)["outputs"][0]["data"].get<std::vector<double>>();
 
-  std::string py = "/usr/bin/python3 -c \"import xgboost as xgb, numpy as np; b = xgb.Booster(); b.load_model('" +
-                   dir + "/model.json'); X = np.loadtxt('" + dir +
-                   "/rows.csv', delimiter=',', ndmin=2, dtype=np.float32); "
-                   "print('\\n'.join(repr(float(p)) for p in b.predict(xgb.DMatrix(X))))\" > " +
-                   dir + "/reference.txt";
+  std::string py =
+      "/usr/bin/python3 -c \"import xgboost as xgb, numpy as np; b = xgb.Booster(); b.load_model('" + dir +
+      "/model.json'); X = np.loadtxt('" + dir +
+      "/rows.csv', delimiter=',', ndmin=2, dtype=np.float32); "
+      "print('\\n'.join(repr(float(p)) for p in b.predict(xgb.DMatrix(X))))\" > " +
+      dir + "/reference.txt";
   ASSERT_EQ(std::system(py.c_str()), 0) << "python3-xgboost reference failed";
   std::vector<double> reference = ParseLines(ReadFileOrEmpty(dir + "/reference.txt"));
   ASSERT_EQ(reference.size(), 80u);
@@ -183,7 +188,8 @@ TEST_F(LifecycleTest, WeldRobotsFromTelemetryToPredictions) {
   EXPECT_GE(ranked[0]["score"].get<double>(), ranked[4]["score"].get<double>());
 
   // The audit log has the refused and the granted approval.
-  Json audit = ParseOut(server_.Cli(server_.admin_token(), {"audit", "list", "--action", "model:approve", "-o", "json"}));
+  Json audit = ParseOut(
+      server_.Cli(server_.admin_token(), {"audit", "list", "--action", "model:approve", "-o", "json"}));
   int denied = 0, allowed = 0;
   for (const auto& a : audit) (a["allowed"].get<bool>() ? allowed : denied)++;
   EXPECT_EQ(allowed, 1);
@@ -208,10 +214,12 @@ TEST_F(LifecycleTest, NoUserDataInPlaintextAnywhereInTheDataDirectory) {
     char ts[32];
     std::snprintf(ts, sizeof ts, "2026-01-%02dT%02d:00:00Z,", 1 + i / 24, i % 24);
     csv += ts;
-    csv += (i == 17 ? marker : "wolfsburg") + ",WG-" + std::to_string(i) + "," + std::to_string(10.5 + i) + "\n";
+    csv +=
+        (i == 17 ? marker : "wolfsburg") + ",WG-" + std::to_string(i) + "," + std::to_string(10.5 + i) + "\n";
   }
   WriteFile(server_.dir() + "/secret.csv", csv);
-  CliResult ingest = server_.Cli(dana_, {"dataset", "ingest", "plant-secrets", server_.dir() + "/secret.csv"});
+  CliResult ingest =
+      server_.Cli(dana_, {"dataset", "ingest", "plant-secrets", server_.dir() + "/secret.csv"});
   ASSERT_EQ(ingest.exit_code, 0) << ingest.err;
   // The marker is really stored: it comes back through the governed read...
   CliResult head = server_.Cli(sam_, {"dataset", "head", "plant-secrets", "-n", "50", "-o", "json"});

@@ -107,7 +107,8 @@ bool TaktServer::Start(std::string* error) {
     (void)o;
     (void)e;
     std::string bin = TaktBinary();
-    std::vector<std::string> args = {bin, "server", "--data-dir", data_dir_, "--port", "0", "--log-level", "info"};
+    std::vector<std::string> args = {bin,      "server", "--data-dir",  data_dir_,
+                                     "--port", "0",      "--log-level", "info"};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -157,7 +158,8 @@ void TaktServer::Kill() {
 }
 
 CliResult TaktServer::Cli(const std::string& token, const std::vector<std::string>& args) {
-  return RunTakt(args, {{"TAKT_URL", url_}, {"TAKT_TOKEN", token}, {"TAKT_CREDENTIALS_FILE", dir_ + "/credentials"}});
+  return RunTakt(
+      args, {{"TAKT_URL", url_}, {"TAKT_TOKEN", token}, {"TAKT_CREDENTIALS_FILE", dir_ + "/credentials"}});
 }
 
 std::string TaktServer::CreatePrincipal(const std::string& name, const std::vector<std::string>& personas) {
