@@ -29,6 +29,6 @@ function(takt_module name)
     target_link_libraries(takt_${name}_test PRIVATE takt_${name} ${ARG_TEST_DEPS}
                           GTest::gtest GTest::gtest_main GTest::gmock)
     gtest_discover_tests(takt_${name}_test DISCOVERY_TIMEOUT 60
-                         PROPERTIES ENVIRONMENT "TAKT_SOURCE_DIR=${PROJECT_SOURCE_DIR};TAKT_BINARY=${PROJECT_BINARY_DIR}/takt")
+                         PROPERTIES ENVIRONMENT "TAKT_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
   endif()
 endfunction()

@@ -258,12 +258,6 @@ Status CmdSimWeld(Context&, const sim::WeldOptions& o, const std::string& out_pa
 
 // ---------------------------------------------------------------- datasets
 
-std::string SchemaLine(const Json& schema) {
-  std::string s;
-  for (const auto& f : schema) s += (s.empty() ? "" : ", ") + Str(f, "name") + ":" + Str(f, "type");
-  return s;
-}
-
 Status CmdDatasetIngest(Context& ctx, const std::string& name, const std::string& file,
                         const std::string& description) {
   TAKT_ASSIGN_OR_RETURN(std::string data, ReadFile(file));

@@ -235,10 +235,8 @@ WindowStats Stats(const double* y, size_t n) {
 Result<Table> ComputeRollingFeatures(const Table& input, const FeatureSpec& spec) {
   TAKT_RETURN_IF_ERROR(input.Validate());
   // Resolve and check every column before doing any work.
-  TAKT_ASSIGN_OR_RETURN(const Column* entity_col, FindColumn(input, spec.entity_column, "entity"));
-  TAKT_ASSIGN_OR_RETURN(const Column* time_col, FindColumn(input, spec.time_column, "time"));
-  (void)entity_col;
-  (void)time_col;
+  TAKT_RETURN_IF_ERROR(FindColumn(input, spec.entity_column, "entity"));
+  TAKT_RETURN_IF_ERROR(FindColumn(input, spec.time_column, "time"));
   std::vector<const Column*> keep;
   for (const std::string& name : spec.keep_columns) {
     TAKT_ASSIGN_OR_RETURN(const Column* c, FindColumn(input, name, "keep"));

@@ -22,7 +22,7 @@ struct FeatureSpec {
   std::string entity_column = "robot_serial";
   std::string time_column = "timestamp";
   // Numeric columns to aggregate; empty = every numeric column (int64, float64,
-  // bool) except the entity, time and label columns and timestamp-typed ones.
+  // bool) except the entity, time, label and keep columns.
   std::vector<std::string> columns;
   std::vector<int> windows = {6, 24};     // in rows (hourly data: hours)
   std::string label_column;               // kept as-is if non-empty

@@ -8,7 +8,7 @@
 #include <cstdio>
 #include <limits>
 
-#include "ml/xgboost_json.h"
+#include "ml/xgboost_model_check.h"
 
 namespace takt::ml {
 namespace {
@@ -68,7 +68,7 @@ Result<std::vector<size_t>> Rows(const Table& t, const std::vector<size_t>* subs
   }
   for (size_t r : *subset) {
     if (r >= n) {
-      return InvalidArgument("row " + std::to_string(r) + " is out of range: the table has " +
+      return InvalidArgument("row index " + std::to_string(r) + " is out of range: the table has " +
                              std::to_string(n) + " rows");
     }
   }
@@ -182,7 +182,7 @@ Result<std::vector<float>> ToLabels(const Table& table, std::string_view label,
     const double v = Value(*c, r);
     if (std::isnan(v)) {
       return InvalidArgument("label column '" + std::string(label) + "' is null or NaN at row " +
-                             std::to_string(r));
+                             std::to_string(r + 1));
     }
     y.push_back(static_cast<float>(v));
   }
@@ -220,6 +220,11 @@ Result<TrainResult> Train(const Matrix& x, const std::vector<float>& y, const Ma
   if (options.nthread < 0) return InvalidArgument("nthread must not be negative");
   for (float v : y) {
     if (!std::isfinite(v)) return InvalidArgument("a training label is not a finite number");
+  }
+  if (y_valid != nullptr) {
+    for (float v : *y_valid) {
+      if (!std::isfinite(v)) return InvalidArgument("a validation label is not a finite number");
+    }
   }
 
   TAKT_ASSIGN_OR_RETURN(DMatrixPtr train, MakeDMatrix(x, y, "training"));
@@ -304,14 +309,18 @@ Result<TrainResult> Train(const Matrix& x, const std::vector<float>& y, const Ma
 
 Result<std::unique_ptr<XgbModel>> XgbModel::Load(std::string_view model_bytes) {
   if (model_bytes.empty()) return InvalidArgument("not an XGBoost model: no bytes");
-  // XGBoost only ever parses JSON text that xgboost_json.h has checked.
+  // XGBoost only ever parses JSON text that xgboost_model_check.h has checked.
   std::string json;
   auto converted = internal::ModelBytesToJson(model_bytes);
   if (converted) {
     json = std::move(*converted);
   } else if (converted.error().code() == Code::kNotFound) {
-    // Perhaps the legacy binary format, which only XGBoost reads: load it
-    // (loading does not follow the trees), export it as JSON, check that.
+    // Perhaps the legacy binary format, which only XGBoost reads: check its
+    // lengths, load it (loading does not follow the trees), export it as
+    // JSON, and check that.
+    if (auto legacy = internal::CheckLegacyBinary(model_bytes); !legacy) {
+      return InvalidArgument("not an XGBoost model: " + legacy.error().message());
+    }
     BoosterHandle legacy = nullptr;
     if (XGBoosterCreate(nullptr, 0, &legacy) != 0) return XgbError(Code::kInternal, "creating a booster");
     BoosterPtr legacy_booster(legacy);

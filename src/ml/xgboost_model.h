@@ -75,9 +75,12 @@ Result<TrainResult> Train(const Matrix& x, const std::vector<float>& y, const Ma
 // A loaded model. Immutable: Predict is safe from many threads at once.
 class XgbModel {
  public:
-  // JSON, UBJSON or XGBoost's legacy binary format. Bytes XGBoost cannot load
-  // are InvalidArgument "not an XGBoost model: ..."; a model with more than
-  // one output per row (multi-class) is InvalidArgument too.
+  // JSON, UBJSON or XGBoost's legacy binary format. Model bytes are untrusted:
+  // they are parsed and checked (tree structure, feature and child indices,
+  // length fields) before XGBoost sees them, since XGBoost's predictor trusts
+  // them. Bytes that are not a sound XGBoost model are InvalidArgument "not an
+  // XGBoost model: ..." or "not a valid XGBoost model: ..."; so is a model
+  // with more than one output per row (multi-class), or with categorical splits.
   static Result<std::unique_ptr<XgbModel>> Load(std::string_view model_bytes);
   ~XgbModel();
   XgbModel(const XgbModel&) = delete;

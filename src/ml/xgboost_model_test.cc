@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <unistd.h>
+#include <xgboost/c_api.h>
 
 #include <cmath>
 #include <cstdlib>
@@ -234,6 +235,84 @@ TEST_F(XgboostModelTest, GarbageIsNotAModel) {
     EXPECT_EQ(model.error().code(), Code::kInvalidArgument);
     EXPECT_EQ(model.error().message().find("not "), 0u) << model.error().message();
     EXPECT_NE(model.error().message().find("XGBoost model"), std::string::npos) << model.error().message();
+  }
+}
+
+// Corrupt trees must be refused before XGBoost follows them: its predictor
+// trusts child and feature indices (a cycle would loop forever).
+TEST_F(XgboostModelTest, CorruptTreesAreRefused) {
+  auto parsed = ParseJson(*model_json_, "model");
+  ASSERT_TRUE(parsed.has_value());
+  const Json& tree = (*parsed)["learner"]["gradient_booster"]["model"]["trees"][0];
+  const size_t nodes = tree["left_children"].size();
+  ASSERT_GT(nodes, 2u);
+  struct Case {
+    const char* field;
+    size_t index;
+    int64_t value;
+    const char* mentions;
+  };
+  const Case cases[] = {
+      {"left_children", 0, 0, "outside"},  // the root's child is the root
+      {"right_children", 0, tree["left_children"][0].get<int64_t>(), "back to a node"},
+      {"right_children", 0, static_cast<int64_t>(nodes) + 5, "outside"},
+      {"split_indices", 0, 4, "splits on feature 4 of 4"},
+      {"parents", 1, 1 << 30, "parent"},
+      {"split_type", 0, 1, "categorical"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.field);
+    Json model = *parsed;
+    model["learner"]["gradient_booster"]["model"]["trees"][0][c.field][c.index] = c.value;
+    auto loaded = XgbModel::Load(model.dump());
+    ASSERT_FALSE(loaded.has_value());
+    EXPECT_EQ(loaded.error().code(), Code::kInvalidArgument);
+    EXPECT_NE(loaded.error().message().find("tree 0"), std::string::npos) << loaded.error().message();
+    EXPECT_NE(loaded.error().message().find(c.mentions), std::string::npos) << loaded.error().message();
+  }
+  Json model = *parsed;
+  model["learner"]["gradient_booster"]["model"]["tree_info"][3] = 1;  // a binary model has one output
+  auto loaded = XgbModel::Load(model.dump());
+  ASSERT_FALSE(loaded.has_value());
+  EXPECT_EQ(loaded.error().code(), Code::kInvalidArgument);
+}
+
+// The legacy binary format: read, and its length fields checked before
+// XGBoost allocates what they claim.
+TEST_F(XgboostModelTest, LegacyBinaryFormat) {
+  BoosterHandle h = nullptr;
+  ASSERT_EQ(XGBoosterCreate(nullptr, 0, &h), 0);
+  ASSERT_EQ(XGBoosterLoadModelFromBuffer(h, model_json_->data(), model_json_->size()), 0);
+  bst_ulong len = 0;
+  const char* bytes = nullptr;
+  ASSERT_EQ(XGBoosterSaveModelToBuffer(h, R"({"format":"deprecated"})", &len, &bytes), 0);
+  const std::string legacy(bytes, len);
+  ASSERT_EQ(XGBoosterFree(h), 0);
+  ASSERT_EQ(legacy.substr(0, 4), "binf");
+
+  Problem test = MakeProblem(100, 9);
+  auto json_model = XgbModel::Load(*model_json_);
+  auto binary_model = XgbModel::Load(legacy);
+  ASSERT_TRUE(json_model.has_value() && binary_model.has_value());
+  EXPECT_EQ(*(*json_model)->Predict(test.x), *(*binary_model)->Predict(test.x));
+
+  auto patched = [&](size_t offset, auto value) {
+    std::string b = legacy;
+    std::memcpy(b.data() + offset, &value, sizeof value);
+    return b;
+  };
+  const size_t objective = 4 + 136;  // "binf", the learner's parameters
+  const std::string corrupt[] = {
+      patched(objective, uint64_t{1} << 40),             // the objective name's length
+      patched(objective + 8 + 15 + 8 + 6, int32_t{-1}),  // num_trees ("binary:logistic", "gbtree")
+      patched(objective + 8 + 15 + 8 + 6 + 160 + 4, int32_t{1} << 30),  // tree 0's node count
+      legacy.substr(0, legacy.size() / 2),
+  };
+  for (const std::string& b : corrupt) {
+    auto m = XgbModel::Load(b);
+    ASSERT_FALSE(m.has_value());
+    EXPECT_EQ(m.error().code(), Code::kInvalidArgument);
+    EXPECT_NE(m.error().message().find("not an XGBoost model"), std::string::npos) << m.error().message();
   }
 }
 

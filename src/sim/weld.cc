@@ -1,6 +1,7 @@
 #include "sim/weld.h"
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <chrono>
 #include <cmath>
@@ -31,6 +32,11 @@ constexpr double kMeanHoursBetweenBenignDrifts = 650;
 constexpr double kSpikeProbability = 0.004;
 // Mean hours between part-program changes (load and cycle-time steps).
 constexpr double kMeanHoursBetweenProgramChanges = 240;
+
+// Hourly sensor noise (one standard deviation, before the robot's own noise
+// scale): motor current A, motor temperature °C, weld current kA, weld
+// voltage V, electrode force kN, cycle time s.
+constexpr std::array<double, 6> kNoise = {0.65, 1.1, 0.3, 0.15, 0.08, 1.2};
 
 // Baseline wander: an Ornstein-Uhlenbeck process per robot with this time
 // constant and these stationary deviations (motor current, motor temperature
@@ -308,19 +314,18 @@ class WeldSimulator {
     const double weld_noise = 1 + kWeldNoiseGain * weld;
 
     double v[6];
-    v[0] = motor_current + rng.Normal(0, 0.65 * r.noise * (1 + kMotorNoiseGain * motor));
-    v[1] = r.motor_temp + rng.Normal(0, 1.1 * r.noise);
+    v[0] = motor_current + rng.Normal(0, kNoise[0] * r.noise * (1 + kMotorNoiseGain * motor));
+    v[1] = r.motor_temp + rng.Normal(0, kNoise[1] * r.noise);
     v[2] = r.weld_current * (1 + r.wander[2]) + 0.35 * wear - kWeldCurrentDrop * weld +
-           rng.Normal(0, 0.3 * r.noise * weld_noise);
+           rng.Normal(0, kNoise[2] * r.noise * weld_noise);
     v[3] = r.weld_voltage * (1 + r.wander[3]) + p.voltage_offset - 0.15 * wear + kWeldVoltageRise * weld +
-           rng.Normal(0, 0.15 * r.noise * weld_noise);
-    v[4] = r.electrode_force - kElectrodeForceDrop * weld + rng.Normal(0, 0.08 * r.noise);
-    v[5] = cycle + rng.Normal(0, 1.2 * r.noise);
-    static constexpr double kSigma[6] = {0.65, 1.1, 0.3, 0.15, 0.08, 1.2};
+           rng.Normal(0, kNoise[3] * r.noise * weld_noise);
+    v[4] = r.electrode_force - kElectrodeForceDrop * weld + rng.Normal(0, kNoise[4] * r.noise);
+    v[5] = cycle + rng.Normal(0, kNoise[5] * r.noise);
     if (rng.Bernoulli(kSpikeProbability)) {
       const auto which = static_cast<size_t>(rng.UniformInt(0, 5));
       const double sign = rng.Bernoulli(0.5) ? 1.0 : -1.0;
-      v[which] += sign * rng.Uniform(4, 8) * kSigma[which];
+      v[which] += sign * rng.Uniform(4, 8) * kNoise[which];
     }
 
     // Parts welded this hour, and tip dressing.

@@ -9,7 +9,8 @@
 //   and weather; load follows the shifts (early, late, night, weekend);
 // - motor current and temperature, weld current and voltage, electrode force
 //   and cycle time carry sensor noise, a wearing electrode tip (reset at each
-//   tip dress), part-program changes and rare single-hour spikes;
+//   tip dress), part-program changes, a slow wander of each robot's baselines,
+//   plant heat spells and rare single-hour spikes;
 // - motor degradation makes motor current and temperature creep up and the
 //   cycle lengthen over 2-5 days; a weld-circuit fault makes weld current drop,
 //   voltage rise and both get noisier over 1-3 days; the drift accelerates
@@ -20,10 +21,12 @@
 // drifts. Rows are hourly, ordered by time then robot; `fails_within_24h` is 1
 // for the 24 hours before a failure (about 5 % of rows).
 //
-// Deterministic: the same options give the same bytes on every machine (own
-// PRNG, no std:: distributions). Every robot draws from its own random stream,
-// so adding robots does not change the existing robots' data. Free functions,
-// no shared state: safe to call from several threads at once.
+// Deterministic: the same options give the same bytes (own PRNG, no std::
+// distributions, values rounded to 2-3 decimals, so a last-bit difference in
+// another platform's libm could only very rarely show). Every robot draws
+// from its own random stream, so adding robots does not change the existing
+// robots' data. Free functions, no shared state: safe to call from several
+// threads at once.
 #pragma once
 
 #include <array>

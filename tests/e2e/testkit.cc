@@ -16,12 +16,12 @@ namespace fs = std::filesystem;
 
 std::string TaktBinary() {
   const char* b = std::getenv("TAKT_BINARY");
-  return b ? b : "takt";
+  return b ? b : TAKT_DEFAULT_BINARY;
 }
 
 std::string SourceDir() {
   const char* s = std::getenv("TAKT_SOURCE_DIR");
-  return s ? s : ".";
+  return s ? s : TAKT_DEFAULT_SOURCE_DIR;
 }
 
 std::string MakeTempDir(const std::string& prefix) {

@@ -1,4 +1,4 @@
-// File: ml/xgboost_json.h
+// File: ml/xgboost_model_check.h
 //
 // Internal to ml: the gate in front of XGBoost's model parsers. XGBoost 1.7
 // trusts a model's structure when it predicts: a tree whose children form a
@@ -6,7 +6,8 @@
 // buffers, and its UBJSON reader crashes on some corrupt input. Model files are
 // untrusted input (uploads, artifacts), so every model is parsed here first
 // (JSON and UBJSON with nlohmann, depth-limited), checked, and handed to XGBoost
-// only as the canonical JSON text of what was checked.
+// only as the canonical JSON text of what was checked; the legacy binary
+// format, which only XGBoost reads, has its length fields checked first.
 #pragma once
 
 #include <string>
@@ -20,6 +21,13 @@ namespace takt::ml::internal {
 // (perhaps the legacy binary format, which only XGBoost can read). Malformed
 // JSON or UBJSON is InvalidArgument.
 Result<std::string> ModelBytesToJson(std::string_view bytes);
+
+// Checks the length fields of XGBoost's legacy binary format (gbtree and dart
+// models: header, names, trees, tree groups, attributes) against the bytes at
+// hand, so that XGBoost's reader, which allocates what a length field says
+// before it reads, never allocates more than the input could hold. The trees
+// themselves are checked afterwards, as JSON. InvalidArgument if corrupt.
+Status CheckLegacyBinary(std::string_view bytes);
 
 // Checks an XGBoost JSON model (as XGBoost 1.7 writes it): gbtree, dart or
 // gblinear; every tree's arrays as long as its node count; every node reached

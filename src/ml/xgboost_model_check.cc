@@ -1,9 +1,10 @@
-#include "ml/xgboost_json.h"
+#include "ml/xgboost_model_check.h"
 
 #include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cstdint>
+#include <cstring>
 #include <exception>
 #include <vector>
 
@@ -170,8 +171,8 @@ Status CheckTree(const Json& tree, size_t index, int64_t num_feature) {
   // XGBoost follows every node's parent when it loads a tree (the root's is unused).
   for (size_t i = 1; i < nodes; ++i) {
     if (parents[i] < 0 || parents[i] >= n) {
-      return InvalidArgument(where + " node " + std::to_string(i) + " has parent " + std::to_string(parents[i]) +
-                             ", outside 0.." + std::to_string(n - 1));
+      return InvalidArgument(where + " node " + std::to_string(i) + " has parent " +
+                             std::to_string(parents[i]) + ", outside 0.." + std::to_string(n - 1));
     }
   }
 
@@ -268,7 +269,107 @@ Status CheckModel(const Json& doc) {
   return Ok();
 }
 
+// A cursor over the fields of the legacy binary format (native, i.e. little
+// endian, as dmlc streams write them).
+class LegacyReader {
+ public:
+  explicit LegacyReader(std::string_view bytes) : bytes_(bytes) {}
+
+  size_t remaining() const { return bytes_.size() - pos_; }
+  bool Skip(uint64_t n) {
+    if (n > remaining()) return false;
+    pos_ += static_cast<size_t>(n);
+    return true;
+  }
+  // The int32 `offset` bytes ahead; the caller checked remaining().
+  int32_t PeekI32(size_t offset) const {
+    int32_t v = 0;
+    std::memcpy(&v, bytes_.data() + pos_ + offset, sizeof v);
+    return v;
+  }
+  bool U64(uint64_t* v) {
+    if (remaining() < sizeof *v) return false;
+    std::memcpy(v, bytes_.data() + pos_, sizeof *v);
+    pos_ += sizeof *v;
+    return true;
+  }
+  // A string: its uint64 length, then its bytes.
+  bool String(std::string* s, uint64_t max_length) {
+    uint64_t n = 0;
+    if (!U64(&n) || n > max_length || n > remaining()) return false;
+    s->assign(bytes_.substr(pos_, static_cast<size_t>(n)));
+    pos_ += static_cast<size_t>(n);
+    return true;
+  }
+  // A vector of `element` sized items: its uint64 count, then the items.
+  bool SkipVector(uint64_t element) {
+    uint64_t n = 0;
+    return U64(&n) && n <= remaining() / element && Skip(n * element);
+  }
+
+ private:
+  std::string_view bytes_;
+  size_t pos_ = 0;
+};
+
 }  // namespace
+
+Status CheckLegacyBinary(std::string_view bytes) {
+  auto corrupt = [](const std::string& what) { return InvalidArgument("legacy binary model: " + what); };
+  // Sizes of the fixed structs as XGBoost 1.x writes them.
+  constexpr size_t kLearnerParam = 136;  // LearnerModelParamLegacy
+  constexpr size_t kModelParam = 160;    // GBTreeModelParam
+  constexpr size_t kTreeParam = 148;     // TreeParam
+  constexpr size_t kNode = 20 + 16;      // Node and RTreeNodeStat
+  LegacyReader r(bytes);
+  if (bytes.starts_with("binf")) r.Skip(4);
+  if (r.remaining() < kLearnerParam) return corrupt("shorter than its header");
+  const int32_t extra_attributes = r.PeekI32(12);
+  const int32_t eval_metrics = r.PeekI32(16);
+  r.Skip(kLearnerParam);
+  std::string objective, booster;
+  if (!r.String(&objective, 256) || !r.String(&booster, 256)) return corrupt("bad objective or booster name");
+  if (booster != "gbtree" && booster != "dart") {
+    return corrupt("booster '" + booster + "' is not supported in this format; save the model as JSON");
+  }
+  if (r.remaining() < kModelParam) return corrupt("truncated");
+  const int32_t num_trees = r.PeekI32(0);
+  r.Skip(kModelParam);
+  if (num_trees < 0 || static_cast<size_t>(num_trees) > r.remaining() / kTreeParam) {
+    return corrupt("bad tree count " + std::to_string(num_trees));
+  }
+  for (int32_t t = 0; t < num_trees; ++t) {
+    if (r.remaining() < kTreeParam) return corrupt("truncated");
+    const int32_t nodes = r.PeekI32(4);
+    const int32_t leaf_vector = r.PeekI32(20);
+    r.Skip(kTreeParam);
+    if (nodes < 1 || static_cast<size_t>(nodes) > r.remaining() / kNode) {
+      return corrupt("tree " + std::to_string(t) + " has a bad node count " + std::to_string(nodes));
+    }
+    if (leaf_vector != 0)
+      return corrupt("tree " + std::to_string(t) + " has leaf vectors, which are not supported");
+    r.Skip(static_cast<uint64_t>(nodes) * kNode);
+  }
+  if (!r.Skip(static_cast<uint64_t>(num_trees) * 4)) return corrupt("truncated tree groups");
+  if (booster == "dart" && !r.SkipVector(sizeof(float))) return corrupt("bad dart weights");
+  std::string text;
+  if (extra_attributes != 0) {
+    uint64_t n = 0;
+    if (!r.U64(&n) || n > r.remaining() / 16) return corrupt("bad attribute count");
+    for (uint64_t i = 0; i < n; ++i) {
+      if (!r.String(&text, r.remaining()) || !r.String(&text, r.remaining())) return corrupt("bad attribute");
+    }
+  }
+  if (objective == "count:poisson" && !r.String(&text, r.remaining())) return corrupt("bad max_delta_step");
+  if (eval_metrics != 0) {
+    uint64_t n = 0;
+    if (!r.U64(&n) || n > r.remaining() / 8) return corrupt("bad metric count");
+    for (uint64_t i = 0; i < n; ++i) {
+      if (!r.String(&text, r.remaining())) return corrupt("bad metric name");
+    }
+  }
+  return Ok();
+}
 
 Result<std::string> ModelBytesToJson(std::string_view bytes) {
   // XGBoost's own dispatch: JSON text starts '{"', UBJSON '{' and a type marker.
