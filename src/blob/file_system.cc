@@ -8,6 +8,7 @@
 #include <cstring>
 #include <utility>
 
+#include "core/posix.h"
 #include "crypto/crypto.h"
 
 namespace takt::blob {
@@ -17,67 +18,16 @@ namespace fs = std::filesystem;
 
 constexpr std::string_view kTempPrefix = ".tmp-";
 
-std::unexpected<Error> ErrnoError(int err, const std::string& what) {
-  std::string msg = what + ": " + std::strerror(err);
-  switch (err) {
-    case ENOENT:
-      return NotFound(std::move(msg));
-    case EACCES:
-    case EPERM:
-      return PermissionDenied(std::move(msg));
-    case ENOSPC:
-    case EDQUOT:
-      return ResourceExhausted(std::move(msg));
-    default:
-      return Internal(std::move(msg));
-  }
-}
-
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  // Closes now; close() can report a deferred write error.
-  int Close() { return ::close(std::exchange(fd_, -1)); }
-
- private:
-  int fd_;
-};
-
 fs::path DirOf(const fs::path& path) {
   fs::path parent = path.parent_path();
   return parent.empty() ? fs::path(".") : parent;
 }
 
-Status FsyncDir(const fs::path& dir) {
-  Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (fd.get() < 0) return ErrnoError(errno, "opening directory " + dir.string());
-  if (::fsync(fd.get()) != 0) return ErrnoError(errno, "fsync of directory " + dir.string());
-  return Ok();
-}
-
-Status WriteAll(int fd, std::string_view data, const fs::path& path) {
-  while (!data.empty()) {
-    const ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoError(errno, "writing " + path.string());
-    }
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return Ok();
-}
-
 // Write, fsync and close `tmp`, then rename it over `path`. Leaves `tmp`
 // behind on failure: the caller removes it.
 Status WriteAndRename(int raw_fd, const fs::path& tmp, const fs::path& path, std::string_view data) {
-  Fd fd(raw_fd);
-  TAKT_RETURN_IF_ERROR(WriteAll(fd.get(), data, tmp));
+  UniqueFd fd(raw_fd);
+  TAKT_RETURN_IF_ERROR(WriteAll(fd.get(), data, tmp.string()));
   if (::fsync(fd.get()) != 0) return ErrnoError(errno, "fsync of " + tmp.string());
   if (fd.Close() != 0) return ErrnoError(errno, "closing " + tmp.string());
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
@@ -110,7 +60,7 @@ class PosixFileSystem final : public FileSystem {
   }
 
   Result<std::string> ReadFile(const fs::path& path) override {
-    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (fd.get() < 0) {
       if (errno == ENOENT) return NotFound("file " + path.string() + " not found");
       return ErrnoError(errno, "opening " + path.string());

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <utility>
 
+#include "core/posix.h"
 #include "crypto/crypto.h"
 
 namespace takt::crypto {
@@ -17,55 +18,6 @@ namespace {
 // Domain separation: data sealed under the master key by WrapKey can never be
 // confused with anything else sealed under it later.
 constexpr std::string_view kWrapAadPrefix = "takt:wrap-key:";
-
-std::unexpected<Error> ErrnoError(int err, const std::string& what) {
-  std::string msg = what + ": " + std::strerror(err);
-  switch (err) {
-    case ENOENT:
-      return NotFound(std::move(msg));
-    case EACCES:
-    case EPERM:
-      return PermissionDenied(std::move(msg));
-    default:
-      return Internal(std::move(msg));
-  }
-}
-
-// Closes `fd` on scope exit.
-class FdCloser {
- public:
-  explicit FdCloser(int fd) : fd_(fd) {}
-  ~FdCloser() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  FdCloser(const FdCloser&) = delete;
-  FdCloser& operator=(const FdCloser&) = delete;
-  // Closes now and reports the result (close can report a deferred write error).
-  int Close() { return ::close(std::exchange(fd_, -1)); }
-
- private:
-  int fd_;
-};
-
-Status WriteAll(int fd, std::string_view data) {
-  while (!data.empty()) {
-    const ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoError(errno, "write");
-    }
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return Ok();
-}
-
-Status FsyncDir(const std::filesystem::path& dir) {
-  const int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return ErrnoError(errno, "opening directory " + dir.string());
-  FdCloser closer(fd);
-  if (::fsync(fd) != 0) return ErrnoError(errno, "fsync of directory " + dir.string());
-  return Ok();
-}
 
 std::string OctalMode(mode_t mode) {
   char buf[8];
@@ -81,7 +33,7 @@ Status WriteNewKeyFile(const std::filesystem::path& path) {
     }
     return ErrnoError(errno, "creating master key file " + path.string());
   }
-  FdCloser closer(fd);
+  UniqueFd closer(fd);
   auto fail = [&](Error e) -> Status {
     ::unlink(path.c_str());  // never leave a half-written key behind
     return std::unexpected(std::move(e));
@@ -89,9 +41,9 @@ Status WriteNewKeyFile(const std::filesystem::path& path) {
   // The umask may have removed bits from 0600; the mode must be exactly 0600.
   if (::fchmod(fd, 0600) != 0) return fail(ErrnoError(errno, "chmod of " + path.string()).error());
   std::string key = RandomBytes(Keyring::kMasterKeySize);
-  Status written = WriteAll(fd, key);
+  Status written = WriteAll(fd, key, path.string());
   SecureErase(key);
-  if (!written) return fail(written.error().WithContext("writing master key file " + path.string()));
+  if (!written) return fail(written.error());
   if (::fsync(fd) != 0) return fail(ErrnoError(errno, "fsync of " + path.string()).error());
   if (closer.Close() != 0) return fail(ErrnoError(errno, "closing " + path.string()).error());
   return Ok();
@@ -114,7 +66,7 @@ Result<Keyring> Keyring::Load(const std::filesystem::path& path) {
     }
     return ErrnoError(errno, "opening master key file " + path.string());
   }
-  FdCloser closer(fd);
+  UniqueFd closer(fd);
   struct stat st;
   if (::fstat(fd, &st) != 0) return ErrnoError(errno, "stat of master key file " + path.string());
   if (!S_ISREG(st.st_mode)) {
