@@ -37,6 +37,10 @@ demo-ci: build
 asan:
 	$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DTAKT_SANITIZE=ON"
 
+# Benchmarks against peers measured in the same run (bench/README.md); results in bench/results/.
+bench: build
+	$(BUILD)/bench/takt_ingest_bench --size-mb $${BENCH_MB:-1024} --repeat $${BENCH_REPEAT:-3} --out bench/results/ingest.md
+
 format:
 	clang-format -i $$(git ls-files 'src/*.cc' 'src/*.h')
 

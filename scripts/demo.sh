@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The welding-robot showcase, end to end, on embedded defaults:
-# simulate telemetry → ingest → pipeline (features, XGBoost, evaluate, gate,
-# register) → approval by someone else → event → dev endpoint → predictions.
+# simulate telemetry → ingest (robot_serial tagged pii) → a project with a
+# grant that pseudonymises robot_serial → pipeline (reads with the project's
+# grant: features, XGBoost, evaluate, gate, register) → approval by someone
+# else → event → dev endpoint → predictions → lineage and the audit of reads.
 #
 # Environment:
 #   TAKT_DEMO_DIR   where the demo keeps its data dir and files (default ./demo-data; wiped first)
@@ -52,21 +54,42 @@ TAKT_TOKEN=$ADMIN "$TAKT" principal list
 bold "4. takt sim weld: hourly telemetry of $ROBOTS welding-gun robots in 3 plants over 30 days"
 "$TAKT" sim weld --robots "$ROBOTS" --plants 3 --days 30 --seed 7 -o "$DIR/telemetry.csv"
 
-bold "5. dana ingests it as dataset weld-telemetry (immutable, versioned, encrypted)"
-TAKT_TOKEN=$DANA "$TAKT" dataset ingest weld-telemetry "$DIR/telemetry.csv" --description "welding-gun robot telemetry, hourly"
+bold "5. dana ingests it as dataset weld-telemetry (streamed, versioned, encrypted; robot_serial tagged pii)"
+TAKT_TOKEN=$DANA "$TAKT" dataset ingest weld-telemetry "$DIR/telemetry.csv" --tag robot_serial=pii \
+  --description "welding-gun robot telemetry, hourly"
+TAKT_TOKEN=$DANA "$TAKT" dataset tag weld-telemetry telemetry
 TAKT_TOKEN=$DANA "$TAKT" dataset show weld-telemetry
+TAKT_TOKEN=$DANA "$TAKT" dataset stats weld-telemetry
 
-bold "6. sam runs the pipeline: features → train (XGBoost) → evaluate (time holdout) → gate (AUC) → register"
+bold "6. the use case: project weld-pm (members sam; its pipelines read as svc.weld-pm)"
+TAKT_TOKEN=$ADMIN "$TAKT" project create weld-pm --member sam --description "predictive maintenance of welding guns"
+echo "sam, before any grant (default deny):"
+if TAKT_TOKEN=$SAM "$TAKT" dataset head weld-telemetry -n 3 2> "$DIR/denied.txt"; then
+  echo "demo: sam read the dataset without a grant; he must not" >&2; exit 1
+fi
+cat "$DIR/denied.txt"
+
+bold "7. dana shares weld-telemetry with the project, every pii column pseudonymised"
+TAKT_TOKEN=$DANA "$TAKT" grant create --to project:weld-pm --dataset weld-telemetry --mask tag:pii=hash \
+  --note "weld-pm trains on all plants; serials pseudonymised"
+TAKT_TOKEN=$DANA "$TAKT" grant list --dataset weld-telemetry
+TAKT_TOKEN=$SAM "$TAKT" dataset access weld-telemetry
+echo "the data engineer's view (owner):"
+TAKT_TOKEN=$DANA "$TAKT" dataset head weld-telemetry -n 3 --columns robot_serial,plant,timestamp,motor_current_a
+echo "the data scientist's view (project weld-pm):"
+TAKT_TOKEN=$SAM "$TAKT" dataset head weld-telemetry -n 3 --columns robot_serial,plant,timestamp,motor_current_a
+
+bold "8. sam runs the pipeline: features → train (XGBoost) → evaluate (time holdout) → gate (AUC) → register"
 TAKT_TOKEN=$SAM "$TAKT" pipeline run examples/weld-pm/pipeline.yaml
 TAKT_TOKEN=$SAM "$TAKT" model show weld-pm
 
-bold "7. sam may not approve a model from his own run"
+bold "9. sam may not approve a model from his own run"
 if TAKT_TOKEN=$SAM "$TAKT" model approve weld-pm 1 2> "$DIR/refused.txt"; then
   echo "demo: the author's approval was accepted; it must not be" >&2; exit 1
 fi
 cat "$DIR/refused.txt"
 
-bold "8. ada approves: the event io.takt.model.version.approved starts the release to dev"
+bold "10. ada approves: the event io.takt.model.version.approved starts the release to dev"
 TAKT_TOKEN=$ADA "$TAKT" model approve weld-pm 1 --comment "holdout AUC and recall look right"
 for _ in $(seq 1 100); do
   TAKT_TOKEN=$ADA "$TAKT" endpoint list -o json | grep -q '"InService"' && break
@@ -75,12 +98,12 @@ done
 TAKT_TOKEN=$ADA "$TAKT" endpoint list
 TAKT_TOKEN=$ADMIN "$TAKT" event list
 
-bold "9. the robots at highest risk now, scored by endpoint weld-pm-dev (SageMaker-style invocations)"
+bold "11. the robots at highest risk now, scored by endpoint weld-pm-dev (SageMaker-style invocations)"
 RUN=$(TAKT_TOKEN=$SAM "$TAKT" run list -o json | json_field "[0]['id']")
 TAKT_TOKEN=$SAM "$TAKT" run export "$RUN" features/latest --file "$DIR/latest.csv"
 TAKT_TOKEN=$SAM "$TAKT" endpoint invoke weld-pm-dev --file "$DIR/latest.csv" --id-column robot_serial --id-column plant --top 10
 
-bold "10. the same endpoint through the Open Inference Protocol (curl)"
+bold "12. the same endpoint through the Open Inference Protocol (curl)"
 NF=$(TAKT_TOKEN=$SAM "$TAKT" endpoint show weld-pm-dev -o json | json_field "['feature_names'].__len__()")
 ROW=$(/usr/bin/python3 -c "print(','.join(['0']*$NF))")
 curl -s -X POST "$TAKT_URL/v2/models/weld-pm-dev/infer" -H "Authorization: Bearer $SAM" \
@@ -88,8 +111,13 @@ curl -s -X POST "$TAKT_URL/v2/models/weld-pm-dev/infer" -H "Authorization: Beare
   -d "{\"id\":\"demo-1\",\"inputs\":[{\"name\":\"input-0\",\"shape\":[1,$NF],\"datatype\":\"FP32\",\"data\":[$ROW]}]}"
 echo
 
-bold "11. the audit log: who did what, allowed or denied"
-TAKT_TOKEN=$ADMIN "$TAKT" audit list --limit 15
+bold "13. lineage: what data is behind the model serving weld-pm-dev, and what was made of weld-telemetry v1"
+TAKT_TOKEN=$SAM "$TAKT" lineage endpoint:weld-pm-dev --up
+TAKT_TOKEN=$SAM "$TAKT" lineage weld-telemetry@1 --down
+
+bold "14. the audit log: every read of weld-telemetry with its columns, masks and rows; then everything else"
+TAKT_TOKEN=$ADMIN "$TAKT" audit list --dataset weld-telemetry --limit 10
+TAKT_TOKEN=$ADMIN "$TAKT" audit list --limit 12
 
 if [ "${TAKT_DEMO_EXIT:-0}" = 1 ]; then
   cleanup

@@ -10,10 +10,15 @@ packages=(
   # libraries
   libboost-dev libboost-system-dev nlohmann-json3-dev libsqlite3-dev libssl-dev
   libxgboost-dev libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev libzstd-dev
+  libsimdjson-dev libpq-dev
+  # data sources the connectors are tested against (a throwaway cluster per test run)
+  postgresql sqlite3
   # tests and benchmarks
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   # reference implementation for prediction-equality tests (Debian's python)
   python3-xgboost python3-numpy curl
+  # peers the benchmarks compare with (bench/)
+  python3-pandas
 )
 
 missing=()

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "core/json.h"
+#include "lineage/lineage.h"
 
 namespace takt::api {
 namespace fs = std::filesystem;
@@ -16,6 +17,7 @@ std::string DbPath(const Config& c) { return (fs::path(c.data_dir) / "takt.db").
 
 Status MigrateAll(Platform& p) {
   TAKT_RETURN_IF_ERROR(p.iam->Migrate());
+  TAKT_RETURN_IF_ERROR(lineage::Migrate(*p.db));
   TAKT_RETURN_IF_ERROR(p.catalog->Migrate());
   TAKT_RETURN_IF_ERROR(p.events->Migrate());
   TAKT_RETURN_IF_ERROR(p.registry->Migrate());
@@ -33,12 +35,14 @@ Result<std::unique_ptr<Platform>> Assemble(const Config& config) {
   TAKT_ASSIGN_OR_RETURN(p->blobs,
                         blob::BlobStore::Open(fs::path(config.data_dir) / "blobs", p->keyring.get()));
   p->iam = std::make_unique<iam::IamService>(p->db.get());
-  p->catalog = std::make_unique<catalog::CatalogService>(p->db.get(), p->blobs.get());
+  p->catalog = std::make_unique<catalog::CatalogService>(p->db.get(), p->blobs.get(), p->keyring.get(),
+                                                         p->iam.get(),
+                                                         catalog::CatalogOptions{config.LandingPath()});
   p->events = std::make_unique<events::EventBus>(p->db.get());
   p->registry = std::make_unique<registry::RegistryService>(p->db.get());
   p->serving = std::make_unique<serving::ServingService>(p->db.get(), p->blobs.get(), p->registry.get());
   p->runs = std::make_unique<pipeline::RunService>(p->db.get(), p->blobs.get(), p->catalog.get(),
-                                                   p->registry.get());
+                                                   p->registry.get(), p->iam.get());
   TAKT_RETURN_IF_ERROR(MigrateAll(*p));
   return p;
 }
@@ -67,9 +71,11 @@ void Platform::Start() {
   if (auto s = runs->RecoverInterrupted(); !s) spdlog::error("recovering runs: {}", s.error().ToString());
   events->Start();
   runs->Start(config.workers);
+  catalog->StartScheduler();
 }
 
 void Platform::Stop() {
+  if (catalog) catalog->StopScheduler();
   if (runs) runs->Stop();
   if (events) events->Stop();
 }
@@ -84,6 +90,8 @@ Result<InitResult> Initialize(const Config& config, const std::string& admin_nam
   fs::create_directories(config.data_dir, ec);
   if (ec) return Unavailable("cannot create data directory " + config.data_dir + ": " + ec.message());
   ::chmod(config.data_dir.c_str(), 0700);
+  fs::create_directories(config.LandingPath(), ec);
+  if (ec) return Unavailable("cannot create landing directory " + config.LandingPath() + ": " + ec.message());
   std::string key_path = config.MasterKeyPath();
   bool key_given = !config.master_key_file.empty() && fs::exists(key_path);
   if (!key_given) TAKT_RETURN_IF_ERROR(crypto::Keyring::CreateMasterKeyFile(key_path));

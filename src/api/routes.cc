@@ -1,28 +1,23 @@
 #include "api/routes.h"
 
+#include "api/internal.h"
+
 #include <spdlog/spdlog.h>
 
 #include <charconv>
+#include <set>
 
 #include "core/json.h"
 #include "frame/csv.h"
 #include "serving/protocols.h"
 
 namespace takt::api {
-namespace {
+namespace internal {
 
 using http::Request;
 using http::Response;
 
-constexpr size_t kMaxUploadBytes = size_t{1} << 30;  // 1 GiB per dataset upload
-
-Response JsonOk(const Json& j, int status = 200) { return http::JsonResponse(status, j.dump()); }
-
-template <typename T>
-Response Render(const Result<T>& r, const std::function<Json(const T&)>& fn, int status = 200) {
-  if (!r) return http::ErrorResponse(r.error());
-  return JsonOk(fn(*r), status);
-}
+Response JsonOk(const Json& j, int status) { return http::JsonResponse(status, j.dump()); }
 
 Result<int> ParseInt(std::string_view s, std::string_view what) {
   int v = 0;
@@ -48,22 +43,32 @@ Json ToJson(const iam::Principal& p) {
           {"denies", p.denies}, {"created_at", p.created_at}};
 }
 
-Json ToJson(const catalog::DatasetVersion& v) {
-  Json schema = Json::array();
-  for (const auto& f : v.schema.fields) {
-    schema.push_back(
-        {{"name", f.name}, {"type", std::string(frame::TypeName(f.type))}, {"nullable", f.nullable}});
+Json SchemaJson(const frame::Schema& schema) {
+  Json out = Json::array();
+  for (const auto& f : schema.fields) {
+    out.push_back({{"name", f.name}, {"type", std::string(frame::TypeName(f.type))}, {"nullable", f.nullable}});
   }
+  return out;
+}
+
+Json ToJson(const catalog::DatasetVersion& v) {
+  std::set<std::string> partitions;
+  for (const auto& s : v.segments) partitions.insert(s.partition);
   return {{"dataset", v.dataset},
           {"version", v.version},
           {"rows", v.rows},
+          {"rows_skipped", v.rows_skipped},
           {"source_bytes", v.source_bytes},
           {"stored_bytes", v.stored_bytes},
           {"content_hash", v.content_hash},
+          {"data_hash", v.data_hash},
+          {"partition_by", v.partition_by},
+          {"segments", v.segments.size()},
+          {"partitions", v.partition_by.empty() ? Json::array() : Json(partitions)},
           {"source", v.source},
           {"created_by", v.created_by},
           {"created_at", v.created_at},
-          {"schema", schema}};
+          {"schema", SchemaJson(v.schema)}};
 }
 
 Json ToJson(const catalog::Dataset& d) {
@@ -71,7 +76,9 @@ Json ToJson(const catalog::Dataset& d) {
           {"description", d.description},
           {"owner", d.owner},
           {"created_at", d.created_at},
-          {"latest_version", d.latest_version}};
+          {"latest_version", d.latest_version},
+          {"tags", d.tags},
+          {"column_tags", d.column_tags}};
 }
 
 Json ToJson(const pipeline::Run& r) {
@@ -152,17 +159,6 @@ Json TableToJson(const frame::Table& t) {
   return {{"columns", cols}, {"rows", rows}};
 }
 
-frame::Table Head(frame::Table t, size_t n) {
-  for (auto& c : t.columns) {
-    size_t k = std::min(n, c.size());
-    if (!c.ints.empty()) c.ints.resize(k);
-    if (!c.doubles.empty()) c.doubles.resize(k);
-    if (!c.strings.empty()) c.strings.resize(k);
-    if (!c.valid.empty()) c.valid.resize(k);
-  }
-  return t;
-}
-
 // Renders a table as CSV or JSON, as the client asked with ?format= or Accept.
 Response TableResponse(const Request& req, const frame::Table& t) {
   std::string format = req.Query("format").value_or("");
@@ -188,17 +184,32 @@ Result<ml::Matrix> InvocationRows(const Request& req, const serving::LoadedModel
                           "' is not supported: use text/csv or application/json");
 }
 
-}  // namespace
+}  // namespace internal
+
+using namespace internal;  // NOLINT: the shared helpers of the route files
 
 std::shared_ptr<http::Router> BuildRouter(Platform& p) {
   auto router = std::make_shared<http::Router>();
-  auto add = [&](std::string method, std::string pattern, std::string action, http::Handler h,
-                 size_t max_body = size_t{1} << 20) {
-    router->Add(
-        http::Route{std::move(method), std::move(pattern), std::move(action), false, max_body, std::move(h)});
+  auto add_route = [&](std::string method, std::string pattern, std::string action, http::Handler h,
+                       size_t max_body, bool stream_body) {
+    http::Route route;
+    route.method = std::move(method);
+    route.pattern = std::move(pattern);
+    route.action = std::move(action);
+    route.max_body_bytes = max_body;
+    route.stream_body = stream_body;
+    route.handler = std::move(h);
+    router->Add(std::move(route));
   };
+  AddRoute add(add_route);
   auto add_public = [&](std::string method, std::string pattern, http::Handler h) {
-    router->Add(http::Route{std::move(method), std::move(pattern), "", true, 0, std::move(h)});
+    http::Route route;
+    route.method = std::move(method);
+    route.pattern = std::move(pattern);
+    route.is_public = true;
+    route.max_body_bytes = 0;
+    route.handler = std::move(h);
+    router->Add(std::move(route));
   };
 
   // Health: public, no data.
@@ -238,57 +249,8 @@ std::shared_ptr<http::Router> BuildRouter(Platform& p) {
     return JsonOk({{"principal", ToJson(created->first)}, {"token", created->second}}, 201);
   });
 
-  // Catalog.
-  add(
-      "POST", "/api/v1/datasets/{name}/versions", "dataset:create",
-      [&p](Request& req) {
-        if (req.ContentType() != "text/csv") {
-          return http::ErrorResponse(
-              UnsupportedMedia("dataset upload: expected Content-Type text/csv, got '" +
-                               std::string(req.ContentType()) + "'"));
-        }
-        std::string source = "upload:" + req.Query("source").value_or("request");
-        auto v = p.catalog->IngestCsv(req.path_params["name"], req.body, source, req.principal_id,
-                                      req.Query("description").value_or(""));
-        return Render<catalog::DatasetVersion>(
-            v, [](const auto& x) { return ToJson(x); }, 201);
-      },
-      kMaxUploadBytes);
-  add("GET", "/api/v1/datasets", "dataset:list", [&p](Request&) {
-    return Render<std::vector<catalog::Dataset>>(p.catalog->List(), [](const auto& v) {
-      Json a = Json::array();
-      for (const auto& x : v) a.push_back(ToJson(x));
-      return a;
-    });
-  });
-  add("GET", "/api/v1/datasets/{name}", "dataset:describe", [&p](Request& req) {
-    auto d = p.catalog->Get(req.path_params["name"]);
-    if (!d) return http::ErrorResponse(d.error());
-    auto versions = p.catalog->Versions(d->name);
-    if (!versions) return http::ErrorResponse(versions.error());
-    Json j = ToJson(*d);
-    j["versions"] = Json::array();
-    for (const auto& v : *versions) j["versions"].push_back(ToJson(v));
-    return JsonOk(j);
-  });
-  add("GET", "/api/v1/datasets/{name}/rows", "dataset:read", [&p](Request& req) {
-    int version = 0;
-    int limit = 20;
-    if (auto v = req.Query("version")) {
-      auto parsed = ParseInt(*v, "version");
-      if (!parsed) return http::ErrorResponse(parsed.error());
-      version = *parsed;
-    }
-    if (auto l = req.Query("limit")) {
-      auto parsed = ParseInt(*l, "limit");
-      if (!parsed || *parsed < 1)
-        return http::ErrorResponse(InvalidArgument("limit must be a positive number"));
-      limit = *parsed;
-    }
-    auto t = p.catalog->Read(req.path_params["name"], version);
-    if (!t) return http::ErrorResponse(t.error());
-    return TableResponse(req, Head(std::move(*t), static_cast<size_t>(limit)));
-  });
+  // Datasets, grants, groups, projects, lineage: the data hub.
+  AddDataRoutes(p, add);
 
   // Pipelines and runs.
   add("POST", "/api/v1/runs", "pipeline:run", [&p](Request& req) {
@@ -324,7 +286,8 @@ std::shared_ptr<http::Router> BuildRouter(Platform& p) {
         });
   });
   add("GET", "/api/v1/runs/{id}/steps/{step}/outputs/{output}", "run:read-artifact", [&p](Request& req) {
-    auto t = p.runs->OutputTable(req.path_params["id"], req.path_params["step"], req.path_params["output"]);
+    auto t = p.runs->OutputTable(req.path_params["id"], req.path_params["step"], req.path_params["output"],
+                                 req.principal_id);
     if (!t) return http::ErrorResponse(t.error());
     return TableResponse(req, *t);
   });
@@ -436,6 +399,7 @@ std::shared_ptr<http::Router> BuildRouter(Platform& p) {
     q.principal = req.Query("principal").value_or("");
     q.action_prefix = req.Query("action").value_or("");
     q.resource_prefix = req.Query("resource").value_or("");
+    q.dataset = req.Query("dataset").value_or("");
     if (auto l = req.Query("limit")) q.limit = ParseInt(*l, "limit").value_or(100);
     return Render<std::vector<iam::AuditRecord>>(p.iam->ListAudit(q), [](const auto& v) {
       Json a = Json::array();
@@ -447,7 +411,8 @@ std::shared_ptr<http::Router> BuildRouter(Platform& p) {
                      {"resource", r.resource},
                      {"allowed", r.allowed},
                      {"status", r.status},
-                     {"detail", r.detail}});
+                     {"detail", r.detail},
+                     {"access", r.access_json.empty() ? Json(nullptr) : Json::parse(r.access_json, nullptr, false)}});
       }
       return a;
     });
@@ -530,6 +495,10 @@ void InstallHooks(http::Server& server, Platform& p) {
     spdlog::debug("{} {} {} {} {}", req.principal_id.empty() ? "-" : req.principal_id, req.method, req.path,
                   res.status, route.action);
     if (route.is_public) return;
+    // The governed read path audits its own reads, allowed or denied.
+    for (const auto& [name, value] : res.headers) {
+      if (name == kAuditedHeader) return;
+    }
     bool refused = res.status == 401 || res.status == 403;
     bool mutation = req.method != "GET" && route.action != "endpoint:invoke";
     bool data_read = route.action == "dataset:read" || route.action == "run:read-artifact" ||

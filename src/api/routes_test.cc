@@ -255,15 +255,34 @@ TEST_F(RoutesTest, RefusalsMutationsAndDataReadsAreAuditedPlainReadsAreNot) {
   EXPECT_EQ(Send(dora, "GET", "/api/v1/datasets/weld-telemetry").status, 200);
   EXPECT_EQ(Audit().size(), n);
 
-  // ... data reads are.
-  auto rows = Send(dora, "GET", "/api/v1/datasets/weld-telemetry/rows?limit=1");
-  EXPECT_EQ(rows.status, 200) << rows.body;
-  ASSERT_EQ(BodyJson(rows)["rows"].size(), 1u);
+  // ... data reads are, by the governed read path itself: refused without a grant ...
+  auto refused = Send(dora, "GET", "/api/v1/datasets/weld-telemetry/rows?limit=1");
+  EXPECT_EQ(refused.status, 403) << refused.body;
   a = NewestAudit(n++);
   EXPECT_EQ(a.principal, "dora");
   EXPECT_EQ(a.action, "dataset:read");
-  EXPECT_EQ(a.resource, "datasets/weld-telemetry/rows");
+  EXPECT_FALSE(a.allowed);
+  EXPECT_EQ(Audit().size(), n);  // once, not again by the after hook
+  auto grant = Send(admin_token_, "POST", "/api/v1/grants",
+                    R"({"subject":"principal:dora","dataset":"weld-telemetry","masks":{"robot":"hash"}})",
+                    "application/json");
+  EXPECT_EQ(grant.status, 201) << grant.body;
+  a = NewestAudit(n++);
+  EXPECT_EQ(a.action, "grant:create");
+  // ... and allowed with one, recording columns, masks and rows.
+  auto rows = Send(dora, "GET", "/api/v1/datasets/weld-telemetry/rows?limit=1");
+  EXPECT_EQ(rows.status, 200) << rows.body;
+  ASSERT_EQ(BodyJson(rows)["rows"].size(), 1u);
+  EXPECT_EQ(rows.body.find("r1"), std::string::npos) << rows.body;  // the masked value
+  a = NewestAudit(n++);
+  EXPECT_EQ(a.principal, "dora");
+  EXPECT_EQ(a.action, "dataset:read");
+  EXPECT_EQ(a.resource, "datasets/weld-telemetry/versions/1");
   EXPECT_TRUE(a.allowed);
+  Json access = Json::parse(a.access_json);
+  EXPECT_EQ(access["rows"], 1);
+  EXPECT_EQ(access["masks"]["robot"], "hash");
+  EXPECT_EQ(Audit().size(), n);
 
   // Refusals, of a read and of a mutation.
   EXPECT_EQ(Send("", "GET", "/api/v1/models").status, 401);

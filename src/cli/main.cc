@@ -17,6 +17,8 @@
 
 #include "api/platform.h"
 #include "api/routes.h"
+#include "cli/context.h"
+#include "cli/data_commands.h"
 #include "cli/output.h"
 #include "core/config.h"
 #include "core/json.h"
@@ -31,96 +33,6 @@ namespace takt::cli {
 namespace {
 
 namespace fs = std::filesystem;
-
-// Everything a command needs: the merged configuration and how to print.
-struct Context {
-  std::map<std::string, std::string> flags;  // settings given as flags
-  std::string config_file;
-  std::string output = "table";
-  Config config;
-  std::optional<http::Client> client;
-
-  Status Load() {
-    TAKT_ASSIGN_OR_RETURN(config, LoadConfig(flags, config_file));
-    // The credentials file fills in what neither flags nor environment gave.
-    std::ifstream in(config.CredentialsPath());
-    if (in) {
-      std::stringstream ss;
-      ss << in.rdbuf();
-      auto j = ParseJson(ss.str(), "credentials file " + config.CredentialsPath());
-      if (j && j->is_object()) {
-        if (config.token.empty()) config.token = j->value("token", "");
-        if (!flags.contains("url") && !std::getenv("TAKT_URL")) config.url = j->value("url", config.url);
-      }
-    }
-    return Ok();
-  }
-
-  bool json() const { return output == "json"; }
-
-  Result<http::Client*> Client() {
-    if (!client) {
-      TAKT_ASSIGN_OR_RETURN(http::Client c, http::Client::Create(config.url));
-      if (!config.token.empty()) c.SetHeader("Authorization", "Bearer " + config.token);
-      c.SetTimeout(std::chrono::seconds(600));
-      client.emplace(std::move(c));
-    }
-    return &*client;
-  }
-
-  // Sends a request; a non-2xx reply becomes the Error the server described.
-  Result<Json> Call(std::string_view method, const std::string& target, std::string_view body = {},
-                    std::string_view content_type = {},
-                    const std::function<void(size_t, size_t)>& progress = {}) {
-    TAKT_ASSIGN_OR_RETURN(http::Client * c, Client());
-    TAKT_ASSIGN_OR_RETURN(http::ClientResponse r, c->Send(method, target, body, content_type, progress));
-    if (r.status >= 200 && r.status < 300) {
-      if (r.content_type.find("json") == std::string::npos) return Json(r.body);
-      return ParseJson(r.body, "server reply");
-    }
-    auto j = Json::parse(r.body, nullptr, false);
-    std::string code = "INTERNAL", message = "HTTP " + std::to_string(r.status);
-    if (j.is_object() && j.contains("error") && j["error"].is_object()) {
-      code = j["error"].value("code", code);
-      message = j["error"].value("message", message);
-    }
-    Code c2 = Code::kInternal;
-    for (Code k : {Code::kInvalidArgument, Code::kUnauthenticated, Code::kPermissionDenied, Code::kNotFound,
-                   Code::kAlreadyExists, Code::kConflict, Code::kFailedPrecondition, Code::kPayloadTooLarge,
-                   Code::kUnsupportedMedia, Code::kResourceExhausted, Code::kUnavailable}) {
-      if (CodeName(k) == code) c2 = k;
-    }
-    if (c2 == Code::kUnauthenticated)
-      message += " (log in with `takt login --token <token>` or set TAKT_TOKEN)";
-    return MakeError(c2, message);
-  }
-};
-
-std::string Enc(std::string_view s) { return http::PercentEncode(s); }
-
-std::string Str(const Json& j, const char* key) {
-  if (!j.contains(key) || j[key].is_null()) return "";
-  if (j[key].is_string()) return j[key].get<std::string>();
-  return j[key].dump();
-}
-
-std::string Num(double v, int digits = 4) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
-  return buf;
-}
-
-std::string ShortTime(const std::string& iso) { return iso.size() >= 19 ? iso.substr(0, 19) + "Z" : iso; }
-
-Result<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFound("cannot read " + path + ": " + std::strerror(errno));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void PrintJson(const Json& j) { std::cout << j.dump(2) << "\n"; }
 
 // ---------------------------------------------------------------- init, server, login
 
@@ -258,23 +170,6 @@ Status CmdSimWeld(Context&, const sim::WeldOptions& o, const std::string& out_pa
 
 // ---------------------------------------------------------------- datasets
 
-Status CmdDatasetIngest(Context& ctx, const std::string& name, const std::string& file,
-                        const std::string& description) {
-  TAKT_ASSIGN_OR_RETURN(std::string data, ReadFile(file));
-  Progress progress("upload " + fs::path(file).filename().string());
-  std::string target =
-      "/api/v1/datasets/" + Enc(name) + "/versions?source=" + Enc(fs::path(file).filename().string());
-  if (!description.empty()) target += "&description=" + Enc(description);
-  TAKT_ASSIGN_OR_RETURN(Json v, ctx.Call("POST", target, data, "text/csv",
-                                         [&](size_t done, size_t total) { progress.Update(done, total); }));
-  progress.Finish("");
-  if (ctx.json()) return PrintJson(v), Ok();
-  std::cout << "Ingested " << name << " v" << v.value("version", 0) << ": " << v.value("rows", 0) << " rows, "
-            << v["schema"].size() << " columns, " << HumanBytes(v.value("source_bytes", 0)) << " → "
-            << HumanBytes(v.value("stored_bytes", 0)) << " encrypted\n";
-  return Ok();
-}
-
 Status CmdDatasetList(Context& ctx) {
   TAKT_ASSIGN_OR_RETURN(Json r, ctx.Call("GET", "/api/v1/datasets"));
   if (ctx.json()) return PrintJson(r), Ok();
@@ -284,60 +179,6 @@ Status CmdDatasetList(Context& ctx) {
         {Str(d, "name"), Str(d, "latest_version"), Str(d, "owner"), ShortTime(Str(d, "created_at"))});
   }
   PrintTable({"NAME", "LATEST", "OWNER", "CREATED"}, rows);
-  return Ok();
-}
-
-Status CmdDatasetShow(Context& ctx, const std::string& name) {
-  TAKT_ASSIGN_OR_RETURN(Json d, ctx.Call("GET", "/api/v1/datasets/" + Enc(name)));
-  if (ctx.json()) return PrintJson(d), Ok();
-  std::cout << "Dataset " << Str(d, "name") << " (owner " << Str(d, "owner") << ", created "
-            << ShortTime(Str(d, "created_at")) << ")\n\nVersions:\n";
-  std::vector<std::vector<std::string>> rows;
-  for (const auto& v : d["versions"]) {
-    rows.push_back({Str(v, "version"), Str(v, "rows"), HumanBytes(v.value("source_bytes", 0)),
-                    HumanBytes(v.value("stored_bytes", 0)), Str(v, "content_hash").substr(0, 12),
-                    Str(v, "source"), Str(v, "created_by"), ShortTime(Str(v, "created_at"))});
-  }
-  PrintTable({"VERSION", "ROWS", "SOURCE SIZE", "STORED", "CONTENT", "SOURCE", "BY", "CREATED"}, rows);
-  if (!d["versions"].empty()) {
-    const Json& latest = d["versions"].back();
-    std::cout << "\nSchema of v" << Str(latest, "version") << ":\n";
-    std::vector<std::vector<std::string>> fields;
-    for (const auto& f : latest["schema"]) {
-      fields.push_back({Str(f, "name"), Str(f, "type"), f.value("nullable", false) ? "yes" : "no"});
-    }
-    PrintTable({"COLUMN", "TYPE", "NULLABLE"}, fields);
-  }
-  return Ok();
-}
-
-void PrintRows(const Json& t) {
-  std::vector<std::string> header;
-  for (const auto& c : t["columns"]) header.push_back(Str(c, "name"));
-  std::vector<std::vector<std::string>> rows;
-  for (const auto& r : t["rows"]) {
-    std::vector<std::string> row;
-    for (const auto& v : r) {
-      if (v.is_null())
-        row.push_back("");
-      else if (v.is_string())
-        row.push_back(v.get<std::string>());
-      else if (v.is_number_float())
-        row.push_back(Num(v.get<double>(), 3));
-      else
-        row.push_back(v.dump());
-    }
-    rows.push_back(std::move(row));
-  }
-  PrintTable(header, rows);
-}
-
-Status CmdDatasetHead(Context& ctx, const std::string& name, int n, int version) {
-  std::string target = "/api/v1/datasets/" + Enc(name) + "/rows?limit=" + std::to_string(n);
-  if (version > 0) target += "&version=" + std::to_string(version);
-  TAKT_ASSIGN_OR_RETURN(Json t, ctx.Call("GET", target));
-  if (ctx.json()) return PrintJson(t), Ok();
-  PrintRows(t);
   return Ok();
 }
 
@@ -676,17 +517,30 @@ Status CmdEventList(Context& ctx) {
 }
 
 Status CmdAuditList(Context& ctx, const std::string& principal, const std::string& action,
-                    const std::string& resource, int limit) {
+                    const std::string& resource, const std::string& dataset, int limit) {
   std::string target = "/api/v1/audit?limit=" + std::to_string(limit);
   if (!principal.empty()) target += "&principal=" + Enc(principal);
   if (!action.empty()) target += "&action=" + Enc(action);
   if (!resource.empty()) target += "&resource=" + Enc(resource);
+  if (!dataset.empty()) target += "&dataset=" + Enc(dataset);
   TAKT_ASSIGN_OR_RETURN(Json r, ctx.Call("GET", target));
   if (ctx.json()) return PrintJson(r), Ok();
   std::vector<std::vector<std::string>> rows;
   for (const auto& a : r) {
+    std::string detail = Str(a, "detail");
+    if (a.contains("access") && a["access"].is_object()) {
+      // What a data read returned: columns, masks, row filter, rows.
+      const Json& x = a["access"];
+      std::string masks;
+      if (x.contains("masks"))
+        for (const auto& [k, v] : x["masks"].items()) masks += (masks.empty() ? "" : ",") + k + "=" + v.get<std::string>();
+      detail = std::to_string(x.value("rows", int64_t{0})) + " rows; columns " +
+               std::to_string(x.value("columns", Json::array()).size()) + (masks.empty() ? "" : "; masked " + masks) +
+               (x.contains("row_filter") ? "; rows where " + x["row_filter"].get<std::string>() : "") +
+               (x.value("purpose", "").empty() ? "" : "; " + x.value("purpose", ""));
+    }
     rows.push_back({ShortTime(Str(a, "time")), Str(a, "principal"), Str(a, "action"), Str(a, "resource"),
-                    a.value("allowed", false) ? "allowed" : "DENIED", Str(a, "status"), Str(a, "detail")});
+                    a.value("allowed", false) ? "allowed" : "DENIED", Str(a, "status"), detail});
   }
   PrintTable({"TIME", "PRINCIPAL", "ACTION", "RESOURCE", "DECISION", "STATUS", "DETAIL"}, rows);
   return Ok();
@@ -721,7 +575,7 @@ int Main(int argc, char** argv) {
     cmd->add_option_function<std::string>(
         "--" + key, [&flags, key](const std::string& v) { flags[key] = v; }, help);
   };
-  auto output = [&](CLI::App* cmd) {
+  std::function<void(CLI::App*)> output = [&](CLI::App* cmd) {
     cmd->add_option("-o,--output", ctx.output, "table (default) or json")
         ->check(CLI::IsMember({"table", "json"}));
   };
@@ -734,7 +588,7 @@ int Main(int argc, char** argv) {
   setting(&app, "credentials-file", "where `takt login` keeps the token");
 
   Status status = Ok();
-  auto run = [&](std::function<Status()> fn) {
+  CommandRunner run = [&](std::function<Status()> fn) -> std::function<void()> {
     return [&status, &ctx, fn]() {
       status = ctx.Load();
       if (status) status = fn();
@@ -800,27 +654,9 @@ int Main(int argc, char** argv) {
 
   // dataset
   auto* dataset = app.add_subcommand("dataset", "the data catalog")->require_subcommand(1)->fallthrough();
-  std::string ds_name, ds_file, ds_description;
-  int head_n = 10, ds_version = 0;
-  auto* di = dataset->add_subcommand("ingest", "upload a CSV as a new immutable, encrypted dataset version");
-  di->add_option("name", ds_name, "dataset name")->required();
-  di->add_option("file", ds_file, "CSV file with a header row")->required();
-  di->add_option("--description", ds_description, "what the dataset holds");
-  output(di);
-  di->callback(run([&] { return CmdDatasetIngest(ctx, ds_name, ds_file, ds_description); }));
   auto* dl = dataset->add_subcommand("list", "list datasets");
   output(dl);
   dl->callback(run([&] { return CmdDatasetList(ctx); }));
-  auto* ds = dataset->add_subcommand("show", "versions and schema of a dataset");
-  ds->add_option("name", ds_name, "dataset name")->required();
-  output(ds);
-  ds->callback(run([&] { return CmdDatasetShow(ctx, ds_name); }));
-  auto* dh = dataset->add_subcommand("head", "the first rows of a dataset version (an audited read)");
-  dh->add_option("name", ds_name, "dataset name")->required();
-  dh->add_option("-n", head_n, "rows")->capture_default_str();
-  dh->add_option("--version", ds_version, "version (default latest)");
-  output(dh);
-  dh->callback(run([&] { return CmdDatasetHead(ctx, ds_name, head_n, ds_version); }));
 
   // pipeline / run
   auto* pipeline = app.add_subcommand("pipeline", "pipelines of processing, training and evaluation")
@@ -906,21 +742,24 @@ int Main(int argc, char** argv) {
   output(ei);
   ei->callback(run([&] { return CmdEndpointInvoke(ctx, ep_name, ep_file, id_columns, top); }));
 
+  AddDataCommands(app, ctx, run, output);
+
   // event / audit
   auto* event = app.add_subcommand("event", "the event outbox")->require_subcommand(1)->fallthrough();
   auto* evl = event->add_subcommand("list", "recent events and their delivery");
   output(evl);
   evl->callback(run([&] { return CmdEventList(ctx); }));
   auto* audit = app.add_subcommand("audit", "the audit log")->require_subcommand(1)->fallthrough();
-  std::string a_principal, a_action, a_resource;
+  std::string a_principal, a_action, a_resource, a_dataset;
   int a_limit = 50;
   auto* al = audit->add_subcommand("list", "who did what, allowed or denied, newest first");
   al->add_option("--principal", a_principal, "only this principal");
   al->add_option("--action", a_action, "only actions starting with this, e.g. dataset:");
   al->add_option("--resource", a_resource, "only resources starting with this, e.g. datasets/weld-telemetry");
+  al->add_option("--dataset", a_dataset, "only records of this dataset (its reads, with columns, masks, rows)");
   al->add_option("--limit", a_limit, "rows")->capture_default_str();
   output(al);
-  al->callback(run([&] { return CmdAuditList(ctx, a_principal, a_action, a_resource, a_limit); }));
+  al->callback(run([&] { return CmdAuditList(ctx, a_principal, a_action, a_resource, a_dataset, a_limit); }));
 
   try {
     app.parse(argc, argv);

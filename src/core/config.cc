@@ -55,6 +55,11 @@ const std::vector<Setting>& Settings() {
          c.master_key_file = v;
          return Ok();
        }},
+      {"landing-dir",
+       [](Config& c, const std::string& v, const std::string&) {
+         c.landing_dir = v;
+         return Ok();
+       }},
       {"address",
        [](Config& c, const std::string& v, const std::string&) {
          c.address = v;
@@ -105,6 +110,11 @@ std::string EnvName(const std::string& key) {
 std::string Config::MasterKeyPath() const {
   if (!master_key_file.empty()) return master_key_file;
   return (std::filesystem::path(data_dir) / "master.key").string();
+}
+
+std::string Config::LandingPath() const {
+  if (!landing_dir.empty()) return landing_dir;
+  return (std::filesystem::path(data_dir) / "landing").string();
 }
 
 std::string Config::CredentialsPath() const {

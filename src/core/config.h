@@ -17,6 +17,7 @@ namespace takt {
 struct Config {
   std::string data_dir = "./takt-data";
   std::string master_key_file;  // empty: <data_dir>/master.key
+  std::string landing_dir;      // empty: <data_dir>/landing; server-side ingest sources must lie under it
   std::string address = "127.0.0.1";
   int port = 8080;
   int http_threads = 4;
@@ -28,6 +29,7 @@ struct Config {
   std::string credentials_file;               // empty: $HOME/.config/takt/credentials
 
   std::string MasterKeyPath() const;
+  std::string LandingPath() const;
   std::string CredentialsPath() const;
 };
 

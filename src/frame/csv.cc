@@ -1,17 +1,24 @@
 #include "frame/csv.h"
 
 #include <charconv>
-#include <deque>
+#include <cstring>
 #include <system_error>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
+#include "frame/csv_internal.h"
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace takt::frame {
-namespace {
 
 // ---------------------------------------------------------------------------
-// Text helpers.
+// Shared with the streaming reader (frame/csv_internal.h).
+
+namespace csv_internal {
 
 bool IsValidUtf8(std::string_view s) {
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
@@ -47,12 +54,6 @@ bool IsValidUtf8(std::string_view s) {
   return true;
 }
 
-std::string_view Trim(std::string_view v) {
-  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
-  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
-  return v;
-}
-
 bool EqualsIgnoreCase(std::string_view a, std::string_view lower) {
   if (a.size() != lower.size()) return false;
   for (size_t i = 0; i < a.size(); ++i) {
@@ -63,232 +64,70 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view lower) {
   return true;
 }
 
-// true/false in any case; with `digits` also 1/0.
-bool ParseBool(std::string_view v, bool digits, int64_t* out) {
-  if (EqualsIgnoreCase(v, "true") || (digits && v == "1")) {
-    *out = 1;
-    return true;
-  }
-  if (EqualsIgnoreCase(v, "false") || (digits && v == "0")) {
-    *out = 0;
-    return true;
-  }
-  return false;
-}
-
-// from_chars takes no leading '+'; CSV writers sometimes emit one.
-std::string_view StripPlus(std::string_view v) {
-  if (v.size() >= 2 && v[0] == '+' && v[1] != '-' && v[1] != '+') v.remove_prefix(1);
-  return v;
-}
-
-enum class IntParse { kOk, kNotInteger, kOutOfRange };
-
-IntParse ParseInt(std::string_view v, int64_t* out) {
-  v = StripPlus(v);
-  const char* end = v.data() + v.size();
-  auto [ptr, ec] = std::from_chars(v.data(), end, *out);
-  if (ptr != end || v.empty()) return IntParse::kNotInteger;
-  if (ec == std::errc::result_out_of_range) return IntParse::kOutOfRange;
-  return ec == std::errc() ? IntParse::kOk : IntParse::kNotInteger;
-}
-
-bool ParseFloat(std::string_view v, double* out) {
-  v = StripPlus(v);
-  const char* end = v.data() + v.size();
-  auto [ptr, ec] = std::from_chars(v.data(), end, *out, std::chars_format::general);
-  return ec == std::errc() && ptr == end && !v.empty();
-}
-
-// A value quoted for an error message, cut short (at a UTF-8 boundary) if long.
-std::string Quote(std::string_view v) {
+std::string Shorten(std::string_view v) {
   constexpr size_t kMax = 64;
-  std::string out = "'";
-  if (v.size() <= kMax) {
-    out += v;
-  } else {
-    size_t cut = kMax;
-    while (cut > 0 && (static_cast<unsigned char>(v[cut]) & 0xC0) == 0x80) --cut;
-    out += v.substr(0, cut);
-    out += "...";
-  }
-  out += "'";
+  if (v.size() <= kMax) return std::string(v);
+  size_t cut = kMax;
+  while (cut > 0 && (static_cast<unsigned char>(v[cut]) & 0xC0) == 0x80) --cut;
+  std::string out(v.substr(0, cut));
+  out += "...";
   return out;
 }
 
+std::string Quote(std::string_view v) { return "'" + Shorten(v) + "'"; }
+
 std::string Line(int64_t line) { return "line " + std::to_string(line) + ": "; }
 
-// ---------------------------------------------------------------------------
-// Splitting: one pass over the bytes, yielding records as views into the text.
-
-class CsvSplitter {
- public:
-  CsvSplitter(std::string_view text, char delimiter) : text_(text), delimiter_(delimiter) {
-    if (text_.starts_with("\xEF\xBB\xBF")) pos_ = 3;  // UTF-8 byte order mark
-  }
-
-  // Reads the next record into `fields`: views into the text, or into storage
-  // this splitter owns for quoted fields with doubled quotes (valid until the
-  // next call). False at the end of the text.
-  Result<bool> Next(std::vector<std::string_view>& fields);
-
-  // The physical line (1-based) where the last record started.
-  int64_t record_line() const { return record_line_; }
-  // Whether the last record was an empty line.
-  bool record_blank() const { return record_blank_; }
-
- private:
-  std::string_view text_;
-  char delimiter_;
-  size_t pos_ = 0;
-  int64_t line_ = 1;
-  int64_t record_line_ = 0;
-  bool record_blank_ = false;
-  // Unescaped quoted fields of the current record; a deque so that growing it
-  // leaves earlier strings (and views of them) in place. Reused across records.
-  std::deque<std::string> unescaped_;
-  size_t unescaped_used_ = 0;
-};
-
-Result<bool> CsvSplitter::Next(std::vector<std::string_view>& fields) {
-  fields.clear();
-  unescaped_used_ = 0;
-  const char* p = text_.data();
-  const size_t n = text_.size();
-  if (pos_ >= n) return false;
-  record_line_ = line_;
-  const size_t record_start = pos_;
-  bool high_bytes = false;  // seen a non-ASCII byte: validate UTF-8 at the end
-  bool any_quoted = false;
-  while (true) {
-    std::string_view field;
-    bool quoted = pos_ < n && p[pos_] == '"';
-    if (quoted) {
-      any_quoted = true;
-      const size_t start = ++pos_;
-      bool doubled_quotes = false;
-      while (true) {
-        if (pos_ >= n) return InvalidArgument(Line(record_line_) + "unterminated quoted field");
-        const char c = p[pos_];
-        if (c == '"') {
-          if (pos_ + 1 < n && p[pos_ + 1] == '"') {
-            doubled_quotes = true;
-            pos_ += 2;
-            continue;
-          }
-          break;
-        }
-        if (c == '\n') ++line_;
-        high_bytes |= static_cast<unsigned char>(c) >= 0x80;
-        ++pos_;
-      }
-      field = text_.substr(start, pos_ - start);
-      ++pos_;  // the closing quote
-      if (doubled_quotes) {
-        if (unescaped_used_ == unescaped_.size()) unescaped_.emplace_back();
-        std::string& s = unescaped_[unescaped_used_++];
-        s.clear();
-        for (size_t i = 0; i < field.size(); ++i) {
-          s += field[i];
-          if (field[i] == '"') ++i;  // the second of a doubled quote
-        }
-        field = s;
-      }
-    } else {
-      const size_t start = pos_;
-      while (pos_ < n) {
-        const char c = p[pos_];
-        if (c == delimiter_ || c == '\n') break;
-        // A CR ends the record only as part of CRLF or at the end of the text.
-        if (c == '\r' && (pos_ + 1 == n || p[pos_ + 1] == '\n')) break;
-        high_bytes |= static_cast<unsigned char>(c) >= 0x80;
-        ++pos_;
-      }
-      field = text_.substr(start, pos_ - start);
-    }
-    fields.push_back(field);
-
-    if (pos_ >= n) break;
-    const char c = p[pos_];
-    if (c == delimiter_) {
-      ++pos_;
-      continue;  // another field follows, even at the end of the text
-    }
-    if (c == '\r' && (pos_ + 1 == n || p[pos_ + 1] == '\n')) ++pos_;
-    if (pos_ < n && p[pos_] == '\n') {
-      ++pos_;
-      ++line_;
-    } else if (pos_ < n) {
-      return InvalidArgument(Line(record_line_) + "unexpected " + Quote(std::string_view(p + pos_, 1)) +
-                             " after the closing quote of field " + std::to_string(fields.size()));
-    }
-    break;
-  }
-  if (high_bytes && !IsValidUtf8(text_.substr(record_start, pos_ - record_start))) {
-    return InvalidArgument(Line(record_line_) + "invalid UTF-8");
-  }
-  record_blank_ = fields.size() == 1 && fields[0].empty() && !any_quoted;
-  return true;
+std::string WithArticle(Type type) {
+  return (type == Type::kInt64 ? "an " : "a ") + std::string(TypeName(type));
 }
 
-// ---------------------------------------------------------------------------
-// Values.
+std::string RaggedRowMessage(int64_t line, size_t fields, size_t header) {
+  return Line(line) + "has " + std::to_string(fields) + (fields == 1 ? " field" : " fields") +
+         ", the header has " + std::to_string(header);
+}
 
-// Appends the CSV value `raw` to `col`. False if it does not fit the column's
-// type, or is empty (null) in a non-nullable column.
-bool AppendValue(Column& col, std::string_view raw) {
-  const Type type = col.field.type;
-  if (raw.empty()) {
-    if (!col.field.nullable) return false;
-    const size_t row = col.size();
-    switch (type) {
-      case Type::kString:
-        col.strings.emplace_back();
-        break;
-      case Type::kFloat64:
-        col.doubles.push_back(0.0);
-        break;
-      case Type::kInt64:
-      case Type::kBool:
-      case Type::kTimestamp:
-        col.ints.push_back(0);
-        break;
-    }
-    if (col.valid.empty()) col.valid.assign(row, 1);
-    col.valid.push_back(0);
-    return true;
+Status CheckDelimiter(char d) {
+  if (d == '"' || d == '\n' || d == '\r' || static_cast<unsigned char>(d) >= 0x80) {
+    return InvalidArgument("CSV delimiter " + Quote(std::string_view(&d, 1)) + " is not allowed");
   }
-  switch (type) {
+  return Ok();
+}
+
+void AppendNull(Column& col) {
+  const size_t row = col.size();
+  switch (col.field.type) {
     case Type::kString:
-      col.strings.emplace_back(raw);
+      col.strings.emplace_back();
       break;
-    case Type::kInt64: {
-      int64_t v;
-      if (ParseInt(Trim(raw), &v) != IntParse::kOk) return false;
-      col.ints.push_back(v);
+    case Type::kFloat64:
+      col.doubles.push_back(0.0);
       break;
-    }
-    case Type::kFloat64: {
-      double v;
-      if (!ParseFloat(Trim(raw), &v)) return false;
-      col.doubles.push_back(v);
+    case Type::kInt64:
+    case Type::kBool:
+    case Type::kTimestamp:
+      col.ints.push_back(0);
       break;
-    }
-    case Type::kBool: {
-      int64_t v;
-      if (!ParseBool(Trim(raw), /*digits=*/true, &v)) return false;
-      col.ints.push_back(v);
-      break;
-    }
-    case Type::kTimestamp: {
-      std::optional<int64_t> v = ParseTimestamp(Trim(raw));
-      if (!v) return false;
-      col.ints.push_back(*v);
-      break;
-    }
   }
-  if (!col.valid.empty()) col.valid.push_back(1);
-  return true;
+  if (col.valid.empty()) col.valid.assign(row, 1);
+  col.valid.push_back(0);
+}
+
+void PopValue(Column& col) {
+  switch (col.field.type) {
+    case Type::kString:
+      col.strings.pop_back();
+      break;
+    case Type::kFloat64:
+      col.doubles.pop_back();
+      break;
+    case Type::kInt64:
+    case Type::kBool:
+    case Type::kTimestamp:
+      col.ints.pop_back();
+      break;
+  }
+  if (!col.valid.empty()) col.valid.pop_back();
 }
 
 void Reserve(Column& col, size_t rows) {
@@ -307,56 +146,257 @@ void Reserve(Column& col, size_t rows) {
   }
 }
 
-// What a column's values seen so far allow it to be.
-class TypeCandidates {
- public:
-  void Observe(std::string_view raw) {
-    if (raw.empty()) {
-      any_empty_ = true;
-      return;
+void TypeCandidates::Observe(std::string_view raw, bool padded) {
+  if (raw.empty()) {
+    any_empty_ = true;
+    return;
+  }
+  any_value_ = true;
+  if (!(can_bool_ || can_int_ || can_float_ || can_timestamp_)) return;  // a string already
+  const std::string_view v = Trim(raw);
+  int64_t i64;
+  double f64, denominator;
+  if (can_bool_ && !ParseBool(v, /*digits=*/false, &i64)) can_bool_ = false;
+  if (can_int_ || can_float_) {
+    switch (padded ? ParseIntPadded(v, &i64) : ParseInt(v, &i64)) {
+      case IntParse::kOk:
+        break;
+      case IntParse::kNotInteger:
+        can_int_ = false;
+        // Only whether it parses matters here: ParseFloatParts skips the division.
+        if (can_float_ && !(padded ? ParseFloatParts(v, &f64, &denominator) : ParseFloat(v, &f64))) {
+          can_float_ = false;
+        }
+        break;
+      case IntParse::kOutOfRange:  // keep every digit: a string, not a rounded float64
+        can_int_ = can_float_ = can_timestamp_ = false;
+        break;
     }
-    any_value_ = true;
-    if (!(can_bool_ || can_int_ || can_float_ || can_timestamp_)) return;  // a string already
-    const std::string_view v = Trim(raw);
-    int64_t i64;
-    double f64;
-    if (can_bool_ && !ParseBool(v, /*digits=*/false, &i64)) can_bool_ = false;
-    if (can_int_ || can_float_) {
-      switch (ParseInt(v, &i64)) {
-        case IntParse::kOk:
+  }
+  if (can_timestamp_ && !timestamps_.Parse(v, &i64)) can_timestamp_ = false;
+}
+
+Field TypeCandidates::ToField(std::string name) const {
+  Field field{std::move(name), Type::kString, any_empty_ || !any_value_};
+  if (!any_value_) return field;
+  if (can_bool_) {
+    field.type = Type::kBool;
+  } else if (can_int_) {
+    field.type = Type::kInt64;
+  } else if (can_float_) {
+    field.type = Type::kFloat64;
+  } else if (can_timestamp_) {
+    field.type = Type::kTimestamp;
+  }
+  return field;
+}
+
+CsvSplitter::CsvSplitter(char delimiter) : delimiter_(delimiter) {
+  std::memset(stops_, 0, sizeof(stops_));
+  stops_[static_cast<unsigned char>(delimiter)] = 1;
+  stops_[static_cast<unsigned char>('\n')] = 1;
+  stops_[static_cast<unsigned char>('\r')] = 1;
+}
+
+bool CsvSplitter::NextPlain(std::vector<std::string_view>& fields, size_t base, SplitStatus* status) {
+#if defined(__SSE2__)
+  const char* p = text_.data();
+  const size_t n = text_.size();
+  const size_t start = pos_;
+  if (p[start] == '"') return false;
+  const __m128i delimiter = _mm_set1_epi8(delimiter_);
+  const __m128i lf = _mm_set1_epi8('\n');
+  const __m128i cr = _mm_set1_epi8('\r');
+  const __m128i quote = _mm_set1_epi8('"');
+  size_t field_start = start;
+  int high = 0;  // bytes with bit 7 set (of the blocks scanned, so maybe past the record)
+  for (size_t block = start; block + 16 <= n; block += 16) {
+    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + block));
+    const auto delimiters = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(bytes, delimiter)));
+    const auto quotes = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(bytes, quote)));
+    unsigned stops = delimiters | static_cast<unsigned>(_mm_movemask_epi8(
+                                      _mm_or_si128(_mm_cmpeq_epi8(bytes, lf), _mm_cmpeq_epi8(bytes, cr))));
+    high |= _mm_movemask_epi8(bytes);
+    while (stops != 0) {
+      const unsigned bit = stops & (0u - stops);
+      const size_t at = block + static_cast<size_t>(__builtin_ctz(stops));
+      stops ^= bit;
+      if ((delimiters & bit) != 0) {
+        fields.emplace_back(p + field_start, at - field_start);
+        field_start = at + 1;
+        // A field that opens with a quote takes the general path.
+        const unsigned next = (bit << 1) & 0xFFFF;
+        if (next != 0) {
+          if ((quotes & next) != 0) return false;
+        } else if (field_start >= n || p[field_start] == '"') {
+          return false;
+        }
+        continue;
+      }
+      size_t end;
+      if (p[at] == '\n') {
+        end = at + 1;
+      } else {  // CR: a line end only in CRLF
+        if (at + 1 >= n) return false;
+        if (p[at + 1] != '\n') continue;
+        end = at + 2;
+      }
+      fields.emplace_back(p + field_start, at - field_start);
+      record_size_ = end - start;
+      record_blank_ = fields.size() - base == 1 && fields[base].empty();
+      pos_ = end;
+      ++line_;
+      *status = high != 0 && !IsValidUtf8(std::string_view(p + start, end - start))
+                    ? SplitStatus::kInvalidUtf8
+                    : SplitStatus::kRecord;
+      return true;
+    }
+  }
+#else
+  (void)fields;
+  (void)base;
+  (void)status;
+#endif
+  return false;  // near the end of the text: the general path
+}
+
+SplitStatus CsvSplitter::NextAppend(std::vector<std::string_view>& fields) {
+  const size_t base = fields.size();
+  unescaped_used_ = 0;
+  const char* p = text_.data();
+  const size_t n = text_.size();
+  const size_t start = pos_;
+  record_line_ = line_;
+  if (start >= n) return final_ ? SplitStatus::kEnd : SplitStatus::kNeedMore;
+  if (SplitStatus status; NextPlain(fields, base, &status)) return status;
+  fields.resize(base);
+  size_t pos = start;
+  int64_t line = line_;
+  unsigned high = 0;  // the OR of the record's bytes: bit 7 set means UTF-8 to validate
+  bool any_quoted = false;
+  while (true) {
+    std::string_view field;
+    if (pos < n && p[pos] == '"') {
+      any_quoted = true;
+      const size_t field_start = ++pos;
+      bool doubled_quotes = false;
+      while (true) {
+        if (pos >= n) {
+          record_size_ = pos - start;
+          return final_ ? SplitStatus::kUnterminatedQuote : SplitStatus::kNeedMore;
+        }
+        const char c = p[pos];
+        if (c == '"') {
+          if (pos + 1 >= n) {
+            if (!final_) return SplitStatus::kNeedMore;  // the next byte may double it
+            break;
+          }
+          if (p[pos + 1] == '"') {
+            doubled_quotes = true;
+            pos += 2;
+            continue;
+          }
           break;
-        case IntParse::kNotInteger:
-          can_int_ = false;
-          if (can_float_ && !ParseFloat(v, &f64)) can_float_ = false;
-          break;
-        case IntParse::kOutOfRange:  // keep every digit: a string, not a rounded float64
-          can_int_ = can_float_ = can_timestamp_ = false;
-          break;
+        }
+        if (c == '\n') ++line;
+        high |= static_cast<unsigned char>(c);
+        ++pos;
+      }
+      field = std::string_view(p + field_start, pos - field_start);
+      ++pos;  // the closing quote
+      if (doubled_quotes) {
+        if (unescaped_used_ == unescaped_.size()) unescaped_.emplace_back();
+        std::string& s = unescaped_[unescaped_used_++];
+        s.clear();
+        for (size_t i = 0; i < field.size(); ++i) {
+          s += field[i];
+          if (field[i] == '"') ++i;  // the second of a doubled quote
+        }
+        field = s;
+      }
+    } else {
+      const size_t field_start = pos;
+      while (pos < n) {
+        const auto c = static_cast<unsigned char>(p[pos]);
+        if (stops_[c]) {
+          if (c != '\r') break;
+          // A CR ends the record only as part of CRLF or at the end of the text.
+          if (pos + 1 < n) {
+            if (p[pos + 1] == '\n') break;
+          } else {
+            if (!final_) return SplitStatus::kNeedMore;
+            break;
+          }
+        }
+        high |= c;
+        ++pos;
+      }
+      field = std::string_view(p + field_start, pos - field_start);
+    }
+    fields.push_back(field);
+
+    if (pos >= n) {
+      if (!final_) return SplitStatus::kNeedMore;
+      break;
+    }
+    const char c = p[pos];
+    if (c == delimiter_) {
+      ++pos;
+      continue;  // another field follows, even at the end of the text
+    }
+    if (c == '\n') {
+      ++pos;
+      ++line;
+      break;
+    }
+    if (c == '\r') {
+      if (pos + 1 >= n) {
+        if (!final_) return SplitStatus::kNeedMore;
+        ++pos;
+        break;
+      }
+      if (p[pos + 1] == '\n') {
+        pos += 2;
+        ++line;
+        break;
       }
     }
-    if (can_timestamp_ && !ParseTimestamp(v)) can_timestamp_ = false;
+    // Only a closing quote can be followed by anything else.
+    bad_char_ = c;
+    bad_field_ = fields.size() - base;
+    record_size_ = pos - start;
+    return SplitStatus::kTextAfterQuote;
   }
+  record_size_ = pos - start;
+  record_blank_ = fields.size() - base == 1 && fields[base].empty() && !any_quoted;
+  pos_ = pos;
+  line_ = line;
+  if ((high & 0x80) != 0 && !IsValidUtf8(std::string_view(p + start, pos - start))) {
+    return SplitStatus::kInvalidUtf8;
+  }
+  return SplitStatus::kRecord;
+}
 
-  // The narrowest type that fits every non-empty value observed.
-  Field ToField(std::string name) const {
-    Field field{std::move(name), Type::kString, any_empty_ || !any_value_};
-    if (!any_value_) return field;
-    if (can_bool_) {
-      field.type = Type::kBool;
-    } else if (can_int_) {
-      field.type = Type::kInt64;
-    } else if (can_float_) {
-      field.type = Type::kFloat64;
-    } else if (can_timestamp_) {
-      field.type = Type::kTimestamp;
+std::string SplitErrorMessage(const CsvSplitter& sp, SplitStatus status, bool withhold) {
+  const std::string line = Line(sp.record_line());
+  switch (status) {
+    case SplitStatus::kInvalidUtf8:
+      return line + "invalid UTF-8";
+    case SplitStatus::kUnterminatedQuote:
+      return line + "unterminated quoted field";
+    case SplitStatus::kTextAfterQuote: {
+      const char c = sp.bad_char();
+      const std::string what = withhold ? "text" : Quote(std::string_view(&c, 1));
+      return line + "unexpected " + what + " after the closing quote of field " +
+             std::to_string(sp.bad_field()) + (withhold ? " (value withheld)" : "");
     }
-    return field;
+    case SplitStatus::kRecord:
+    case SplitStatus::kNeedMore:
+    case SplitStatus::kEnd:
+      break;
   }
-
- private:
-  bool can_bool_ = true, can_int_ = true, can_float_ = true, can_timestamp_ = true;
-  bool any_value_ = false, any_empty_ = false;
-};
+  return line + "malformed record";
+}
 
 Result<std::vector<std::string>> HeaderNames(const std::vector<std::string_view>& fields,
                                              const CsvSplitter& sp) {
@@ -377,28 +417,49 @@ Result<std::vector<std::string>> HeaderNames(const std::vector<std::string_view>
   return names;
 }
 
-Status CheckOptions(const CsvOptions& options) {
-  const char d = options.delimiter;
-  if (d == '"' || d == '\n' || d == '\r' || static_cast<unsigned char>(d) >= 0x80) {
-    return InvalidArgument("CSV delimiter " + Quote(std::string_view(&d, 1)) + " is not allowed");
-  }
-  return Ok();
+}  // namespace csv_internal
+
+namespace {
+
+using namespace csv_internal;  // NOLINT(google-build-using-namespace): this file's own internals
+
+constexpr std::string_view kByteOrderMark = "\xEF\xBB\xBF";
+
+// The whole of `text` to split, after a byte order mark.
+CsvSplitter WholeTextSplitter(std::string_view text, char delimiter) {
+  CsvSplitter sp(delimiter);
+  sp.SetText(text, text.starts_with(kByteOrderMark) ? kByteOrderMark.size() : 0, /*final=*/true);
+  return sp;
 }
 
-std::string RaggedRow(int64_t line, size_t fields, size_t header) {
-  return Line(line) + "has " + std::to_string(fields) + (fields == 1 ? " field" : " fields") +
-         ", the header has " + std::to_string(header);
+// The next record of the whole text: false at its end.
+Result<bool> NextRecord(CsvSplitter& sp, std::vector<std::string_view>& fields) {
+  const SplitStatus status = sp.Next(fields);
+  switch (status) {
+    case SplitStatus::kRecord:
+      return true;
+    case SplitStatus::kEnd:
+    case SplitStatus::kNeedMore:  // not with final text
+      return false;
+    case SplitStatus::kInvalidUtf8:
+    case SplitStatus::kUnterminatedQuote:
+    case SplitStatus::kTextAfterQuote:
+      break;
+  }
+  return InvalidArgument(SplitErrorMessage(sp, status));
 }
+
+Status CheckOptions(const CsvOptions& options) { return CheckDelimiter(options.delimiter); }
 
 // Reads the next data row into `fields`. False at the end of the text. Skips
 // blank lines when there is more than one column.
 Result<bool> NextRow(CsvSplitter& sp, std::vector<std::string_view>& fields, size_t num_columns) {
   while (true) {
-    TAKT_ASSIGN_OR_RETURN(bool more, sp.Next(fields));
+    TAKT_ASSIGN_OR_RETURN(bool more, NextRecord(sp, fields));
     if (!more) return false;
     if (fields.size() == num_columns) return true;
     if (num_columns > 1 && sp.record_blank()) continue;
-    return InvalidArgument(RaggedRow(sp.record_line(), fields.size(), num_columns));
+    return InvalidArgument(RaggedRowMessage(sp.record_line(), fields.size(), num_columns));
   }
 }
 
@@ -478,9 +539,9 @@ Result<Table> ReadCsv(std::string_view text, const CsvOptions& options) {
   TAKT_RETURN_IF_ERROR(CheckOptions(options));
   // Two passes over the text rather than a copy of every cell: the first checks
   // the shape and infers types, the second converts straight into columns.
-  CsvSplitter sp(text, options.delimiter);
+  CsvSplitter sp = WholeTextSplitter(text, options.delimiter);
   std::vector<std::string_view> fields;
-  TAKT_ASSIGN_OR_RETURN(bool has_header, sp.Next(fields));
+  TAKT_ASSIGN_OR_RETURN(bool has_header, NextRecord(sp, fields));
   if (!has_header) return InvalidArgument("no header row");
   TAKT_ASSIGN_OR_RETURN(std::vector<std::string> names, HeaderNames(fields, sp));
   const size_t num_columns = names.size();
@@ -501,8 +562,8 @@ Result<Table> ReadCsv(std::string_view text, const CsvOptions& options) {
     Reserve(table.columns[c], num_rows);
     target[c] = c;
   }
-  CsvSplitter second(text, options.delimiter);
-  TAKT_ASSIGN_OR_RETURN(bool header_again, second.Next(fields));
+  CsvSplitter second = WholeTextSplitter(text, options.delimiter);
+  TAKT_ASSIGN_OR_RETURN(bool header_again, NextRecord(second, fields));
   if (!header_again) return Internal("CSV text changed between passes");
   if (num_rows > 0) {
     Status read = ReadRows(second, target, num_rows, table);
@@ -520,9 +581,9 @@ Result<Table> ReadCsvWithSchema(std::string_view text, const Schema& schema, con
       return InvalidArgument("schema names column " + Quote(name) + " twice");
     }
   }
-  CsvSplitter sp(text, options.delimiter);
+  CsvSplitter sp = WholeTextSplitter(text, options.delimiter);
   std::vector<std::string_view> fields;
-  TAKT_ASSIGN_OR_RETURN(bool has_header, sp.Next(fields));
+  TAKT_ASSIGN_OR_RETURN(bool has_header, NextRecord(sp, fields));
   if (!has_header) return InvalidArgument("no header row");
   TAKT_ASSIGN_OR_RETURN(std::vector<std::string> names, HeaderNames(fields, sp));
 

@@ -3,8 +3,11 @@
 
 #include "http/client.h"
 
+#include <poll.h>
+
 #include <algorithm>
 #include <limits>
+#include <memory>
 #include <optional>
 
 #include <boost/asio/io_context.hpp>
@@ -24,6 +27,8 @@ namespace bhttp = boost::beast::http;
 using tcp = net::ip::tcp;
 
 constexpr size_t kUploadChunk = size_t{1} << 20;
+constexpr size_t kDownloadPiece = 256 * 1024;
+constexpr size_t kReadBuffer = 64 * 1024;
 constexpr uint32_t kMaxResponseHeader = 64 * 1024;
 
 std::string_view View(beast::string_view s) { return std::string_view(s.data(), s.size()); }
@@ -89,17 +94,42 @@ struct Client::Impl {
     return Ok();
   }
 
+  // True when a kept-alive connection cannot be reused: the server closed it
+  // (or sent something unasked) while it was idle.
+  bool LooksClosed() {
+    pollfd p{stream->socket().native_handle(), POLLIN, 0};
+    return ::poll(&p, 1, 0) != 0;
+  }
+
+  // True when the server has started to answer (while the body still uploads).
+  bool ResponseWaiting() {
+    beast::error_code ec;
+    return stream->socket().available(ec) > 0 && !ec;
+  }
+
   struct Outcome {
     Result<ClientResponse> result;
-    bool retryable = false;  // nothing of the response arrived: the connection was dead
+    bool retryable = false;     // nothing of the response arrived: the connection was dead
+    bool body_touched = false;  // the BodySource was read from (it cannot be replayed)
   };
 
-  Outcome Exchange(std::string_view method, std::string_view target, std::string_view body,
-                   std::string_view content_type, const std::function<void(size_t, size_t)>& progress) {
+  // The request body: `fixed` when `source` is null.
+  struct Upload {
+    std::string_view fixed;
+    const BodySource* source = nullptr;
+  };
+
+  Outcome Exchange(std::string_view method, std::string_view target, const Upload& upload,
+                   std::string_view content_type, const std::function<void(size_t, size_t)>& progress,
+                   const std::function<Status(std::string_view)>& sink) {
     auto broken = [&](const beast::error_code& ec) {
       return Unavailable("request " + std::string(method) + " " + std::string(target) + " to " + base_url +
                          ": " + ec.message());
     };
+    const BodySource* source = upload.source;
+    bool chunked = source != nullptr && !source->length;
+    const uint64_t total = source != nullptr ? source->length.value_or(0) : upload.fixed.size();
+
     bhttp::request<bhttp::empty_body> request;
     request.version(11);
     request.method_string(BeastView(method));
@@ -110,8 +140,10 @@ struct Client::Impl {
     for (const auto& [lower, header] : headers)
       request.set(BeastView(header.first), BeastView(header.second));
     if (!content_type.empty()) request.set(bhttp::field::content_type, BeastView(content_type));
-    if (!body.empty() || method == "POST" || method == "PUT" || method == "PATCH") {
-      request.content_length(body.size());
+    if (chunked) {
+      request.chunked(true);
+    } else if (total > 0 || source != nullptr || method == "POST" || method == "PUT" || method == "PATCH") {
+      request.content_length(total);
     }
     request.keep_alive(true);
 
@@ -121,46 +153,137 @@ struct Client::Impl {
         Run([&](auto handler) { bhttp::async_write_header(*stream, serializer, std::move(handler)); });
     if (ec) return {broken(ec), IsClosedByPeer(ec)};
 
+    // The body, ~1 MiB at a time. Stops early when the server has answered.
+    Outcome outcome{ClientResponse{}};
+    std::unique_ptr<char[]> chunk;
+    uint64_t sent = 0;
+    // The next piece of the body; empty at its end.
+    auto next_piece = [&]() -> Result<std::string_view> {
+      if (source == nullptr) {
+        return upload.fixed.substr(sent, std::min<uint64_t>(kUploadChunk, upload.fixed.size() - sent));
+      }
+      size_t want = kUploadChunk;
+      if (source->length) want = static_cast<size_t>(std::min<uint64_t>(want, *source->length - sent));
+      if (want == 0) return std::string_view();
+      if (!chunk) chunk = std::make_unique<char[]>(kUploadChunk);
+      size_t filled = 0;
+      while (filled < want) {
+        outcome.body_touched = true;
+        TAKT_ASSIGN_OR_RETURN(size_t n, source->read(chunk.get() + filled, want - filled));
+        if (n == 0) break;
+        filled += std::min(n, want - filled);
+      }
+      if (source->length && filled < want) {
+        return InvalidArgument("the request body ended after " + std::to_string(sent + filled) + " of " +
+                               std::to_string(*source->length) + " bytes");
+      }
+      return std::string_view(chunk.get(), filled);
+    };
     beast::error_code write_ec;
-    for (size_t sent = 0; sent < body.size();) {
-      size_t n = std::min(kUploadChunk, body.size() - sent);
+    bool answered_early = false;
+    while (true) {
+      bool more = source != nullptr ? !source->length || sent < *source->length : sent < upload.fixed.size();
+      if (more && ResponseWaiting()) {
+        answered_early = true;
+        break;
+      }
+      auto piece = next_piece();
+      if (!piece) {
+        Disconnect();  // the request is cut off: the connection cannot be reused
+        outcome.result = std::unexpected(piece.error());
+        return outcome;
+      }
       stream->expires_after(timeout);
-      write_ec = Run([&](auto handler) {
-        net::async_write(*stream, net::buffer(body.data() + sent, n), std::move(handler));
-      });
+      if (piece->empty()) {
+        if (chunked) {
+          write_ec = Run(
+              [&](auto handler) { net::async_write(*stream, bhttp::make_chunk_last(), std::move(handler)); });
+        }
+        break;
+      }
+      if (chunked) {
+        write_ec = Run([&](auto handler) {
+          net::async_write(*stream, bhttp::make_chunk(net::buffer(piece->data(), piece->size())),
+                           std::move(handler));
+        });
+      } else {
+        write_ec = Run([&](auto handler) {
+          net::async_write(*stream, net::buffer(piece->data(), piece->size()), std::move(handler));
+        });
+      }
       if (write_ec) break;
-      sent += n;
-      if (progress) progress(sent, body.size());
+      sent += piece->size();
+      if (progress) progress(static_cast<size_t>(sent), static_cast<size_t>(total));
     }
 
     // Read the response even after a failed upload: the server may have
     // answered early (413) and closed.
-    std::optional<bhttp::response_parser<bhttp::string_body>> parser;
+    // Beast reads max(512, free capacity) bytes at a time.
+    if (buffer.capacity() < kReadBuffer) buffer.reserve(kReadBuffer);
+    std::optional<bhttp::response_parser<bhttp::buffer_body>> parser;
+    auto read_some = [&] {
+      stream->expires_after(timeout);
+      beast::error_code read_ec =
+          Run([&](auto handler) { bhttp::async_read_some(*stream, buffer, *parser, std::move(handler)); });
+      return read_ec == bhttp::error::need_buffer ? beast::error_code() : read_ec;
+    };
     while (true) {
       parser.emplace();
       parser->body_limit(std::numeric_limits<std::uint64_t>::max());  // not boost::none: see server.cc
       parser->header_limit(kMaxResponseHeader);
       if (method == "HEAD") parser->skip(true);  // a length, but no body
-      while (!parser->is_done()) {
-        stream->expires_after(timeout);
-        ec = Run([&](auto handler) { bhttp::async_read_some(*stream, buffer, *parser, std::move(handler)); });
+      parser->get().body().data = nullptr;       // the header first
+      while (!parser->is_header_done()) {
+        ec = read_some();
         if (ec) break;
       }
       if (ec) {
         bool nothing = !parser->got_some();
         const beast::error_code& cause = write_ec && nothing ? write_ec : ec;
-        return {broken(cause), nothing && (IsClosedByPeer(ec) || IsClosedByPeer(write_ec))};
+        outcome.result = broken(cause);
+        outcome.retryable = nothing && (IsClosedByPeer(ec) || IsClosedByPeer(write_ec));
+        return outcome;
       }
       int status = parser->get().result_int();
       if (status >= 200 || status == 101) break;  // skip interim 1xx responses
     }
-    if (write_ec) {
+    int status = parser->get().result_int();
+    bool to_sink = sink && status >= 200 && status < 300;
+    std::string collected;
+    std::unique_ptr<char[]> piece;
+    while (!parser->is_done()) {
+      if (!piece) piece = std::make_unique<char[]>(kDownloadPiece);
+      auto& body = parser->get().body();
+      body.data = piece.get();
+      body.size = kDownloadPiece;
+      ec = read_some();
+      size_t got = kDownloadPiece - parser->get().body().size;
+      if (got > 0) {
+        if (to_sink) {
+          Status accepted = sink(std::string_view(piece.get(), got));
+          if (!accepted) {
+            Disconnect();  // the rest of the response is not read
+            outcome.result = std::unexpected(accepted.error());
+            return outcome;
+          }
+        } else {
+          collected.append(piece.get(), got);
+        }
+      }
+      if (ec) {
+        Disconnect();
+        outcome.result = Unavailable("request " + std::string(method) + " " + std::string(target) + " to " +
+                                     base_url + ": the response broke off: " + ec.message());
+        return outcome;
+      }
+    }
+    if (write_ec || answered_early) {
       // The server answered before taking the whole body: the connection is done.
       Disconnect();
     }
 
     auto& message = parser->get();
-    ClientResponse response;
+    ClientResponse& response = *outcome.result;
     response.status = message.result_int();
     for (const auto& field : message) {
       auto [it, inserted] = response.headers.emplace(ToLower(View(field.name_string())), View(field.value()));
@@ -173,9 +296,45 @@ struct Client::Impl {
       response.content_type = it->second;
     }
     bool keep_alive = message.keep_alive();
-    response.body = std::move(message.body());
+    response.body = std::move(collected);
     if (!keep_alive) Disconnect();
-    return {std::move(response), false};
+    return outcome;
+  }
+
+  Status CheckRequest(std::string_view method, std::string_view target) const {
+    if (target.empty() || target.front() != '/') {
+      return InvalidArgument("request target must start with '/' (got '" + std::string(target) + "')");
+    }
+    if (std::any_of(target.begin(), target.end(), [](char c) { return c <= ' ' || c == 0x7f; })) {
+      return InvalidArgument("request target must be percent-encoded (see PercentEncode)");
+    }
+    if (method.empty() || method.find_first_of(" \r\n") != std::string_view::npos) {
+      return InvalidArgument("invalid HTTP method '" + std::string(method) + "'");
+    }
+    return Ok();
+  }
+
+  // Connects if needed and runs the exchange, once more on a fresh connection
+  // if a kept-alive one turned out dead before anything of it arrived.
+  Result<ClientResponse> SendWithRetry(std::string_view method, std::string_view target, const Upload& upload,
+                                       std::string_view content_type,
+                                       const std::function<void(size_t, size_t)>& progress,
+                                       const std::function<Status(std::string_view)>& sink) {
+    try {
+      for (int attempt = 0;; ++attempt) {
+        if (stream && LooksClosed()) Disconnect();
+        bool reused = stream.has_value();
+        if (!reused) TAKT_RETURN_IF_ERROR(Connect());
+        Outcome outcome = Exchange(method, target, upload, content_type, progress, sink);
+        if (outcome.result) return std::move(outcome.result);
+        Disconnect();
+        bool replayable = upload.source == nullptr || !outcome.body_touched;
+        if (!reused || !outcome.retryable || !replayable || attempt > 0) return std::move(outcome.result);
+      }
+    } catch (const std::exception& e) {
+      Disconnect();
+      return Internal(std::string("http client: ") + e.what());
+    }
   }
 };
 
@@ -240,28 +399,17 @@ const std::string& Client::base_url() const { return impl_->base_url; }
 Result<ClientResponse> Client::Send(std::string_view method, std::string_view target, std::string_view body,
                                     std::string_view content_type,
                                     const std::function<void(size_t, size_t)>& progress) {
-  if (target.empty() || target.front() != '/') {
-    return InvalidArgument("request target must start with '/' (got '" + std::string(target) + "')");
-  }
-  if (std::any_of(target.begin(), target.end(), [](char c) { return c <= ' ' || c == 0x7f; })) {
-    return InvalidArgument("request target must be percent-encoded (see PercentEncode)");
-  }
-  if (method.empty() || method.find_first_of(" \r\n") != std::string_view::npos) {
-    return InvalidArgument("invalid HTTP method '" + std::string(method) + "'");
-  }
-  try {
-    for (int attempt = 0;; ++attempt) {
-      bool reused = impl_->stream.has_value();
-      if (!reused) TAKT_RETURN_IF_ERROR(impl_->Connect());
-      Impl::Outcome outcome = impl_->Exchange(method, target, body, content_type, progress);
-      if (outcome.result) return std::move(outcome.result);
-      impl_->Disconnect();
-      if (!reused || !outcome.retryable || attempt > 0) return std::move(outcome.result);
-    }
-  } catch (const std::exception& e) {
-    impl_->Disconnect();
-    return Internal(std::string("http client: ") + e.what());
-  }
+  TAKT_RETURN_IF_ERROR(impl_->CheckRequest(method, target));
+  return impl_->SendWithRetry(method, target, Impl::Upload{body, nullptr}, content_type, progress, {});
+}
+
+Result<ClientResponse> Client::SendStreaming(std::string_view method, std::string_view target,
+                                             const BodySource* body, std::string_view content_type,
+                                             const std::function<void(size_t, size_t)>& progress,
+                                             const std::function<Status(std::string_view)>& sink) {
+  TAKT_RETURN_IF_ERROR(impl_->CheckRequest(method, target));
+  if (body != nullptr && !body->read) return InvalidArgument("the request body source has no read function");
+  return impl_->SendWithRetry(method, target, Impl::Upload{{}, body}, content_type, progress, sink);
 }
 
 }  // namespace takt::http

@@ -5,14 +5,19 @@
 // the server closed it in between requests. Non-2xx statuses are responses,
 // not errors; an Error means the exchange itself failed (Unavailable).
 //
+// SendStreaming uploads a body of any size from a BodySource and hands a 2xx
+// response body to a sink piece by piece, in bounded memory (~1 MiB buffers).
+//
 // Not thread-safe: use one Client per thread. Movable, not copyable.
 #pragma once
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -25,6 +30,12 @@ struct ClientResponse {
   std::string content_type;
   std::string body;
   std::map<std::string, std::string> headers;  // lowercase names
+};
+
+// A request body read piece by piece (a file, a generator).
+struct BodySource {
+  std::function<Result<size_t>(char* buf, size_t n)> read;  // up to n bytes into buf; 0 at the end
+  std::optional<uint64_t> length;                           // Content-Length if known, else chunked
 };
 
 class Client {
@@ -52,6 +63,23 @@ class Client {
   Result<ClientResponse> Send(std::string_view method, std::string_view target, std::string_view body = {},
                               std::string_view content_type = {},
                               const std::function<void(size_t, size_t)>& progress = {});
+
+  // Like Send, but the request body comes from `body` (nullptr: none; streamed
+  // in ~1 MiB pieces, progress(sent, total) called as it goes, total 0 when
+  // unknown) and, for a 2xx status, the response body is handed to `sink`
+  // piece by piece instead of being collected (ClientResponse::body stays
+  // empty); for other statuses it is collected in body as usual (error JSON).
+  // A sink or body.read error aborts the exchange and is returned; so is
+  // InvalidArgument when `body` ends before (or runs past) its length. A
+  // server that answers before it took the whole body (401, 413, 400
+  // mid-upload) gives that response: the upload stops once it arrived. A
+  // response body that breaks off (chunked without its end) is Unavailable,
+  // never a clean truncated success. Retried on a fresh connection only if
+  // nothing was read from `body` yet.
+  Result<ClientResponse> SendStreaming(std::string_view method, std::string_view target,
+                                       const BodySource* body, std::string_view content_type,
+                                       const std::function<void(size_t, size_t)>& progress,
+                                       const std::function<Status(std::string_view)>& sink);
 
   const std::string& base_url() const;
 

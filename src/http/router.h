@@ -34,8 +34,14 @@ struct Route {
   std::string action;
   // Public routes (health, login) skip authentication; they still must set is_public explicitly.
   bool is_public = false;
+  // The body limit (413 / PayloadTooLarge beyond it); for stream_body routes too.
   size_t max_body_bytes = 1 << 20;
   Handler handler;
+  // The handler runs as soon as the header passed the before hook, on a thread
+  // of its own, and reads the body through request.body_stream while it
+  // arrives (request.body stays empty). Memory stays bounded whatever the
+  // body's size: the socket is read only as fast as the handler reads.
+  bool stream_body = false;
 };
 
 struct Match {

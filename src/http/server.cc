@@ -3,8 +3,11 @@
 
 #include "http/server.h"
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstring>
+#include <deque>
 #include <limits>
 #include <mutex>
 #include <system_error>
@@ -18,6 +21,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
@@ -38,11 +42,220 @@ using tcp = net::ip::tcp;
 constexpr std::chrono::seconds kLingerTime{2};
 constexpr size_t kLingerMaxBytes = size_t{64} << 20;
 constexpr size_t kReadChunk = 16 * 1024;
+// Beast reads max(512, free capacity) bytes at a time: a body is read with
+// this much room in the buffer (not 512-byte reads), given back afterwards.
+constexpr size_t kBodyReadBuffer = 64 * 1024;
 // How long Stop() waits for the pool to drain before it stops the io_context.
 constexpr std::chrono::seconds kStopGrace{3};
+// A streamed request body: the strand reads the socket kPipeChunk at a time and
+// stops while kPipeCapacity bytes wait for the handler.
+constexpr size_t kPipeChunk = 64 * 1024;
+constexpr size_t kPipeCapacity = size_t{1} << 20;
+// A streamed response: pieces made but not yet taken by the strand (besides
+// the one being written and the one being made).
+constexpr size_t kMaxQueuedPieces = 1;
 
 std::string_view View(beast::string_view s) { return std::string_view(s.data(), s.size()); }
 beast::string_view BeastView(std::string_view s) { return beast::string_view(s.data(), s.size()); }
+
+// Request body bytes from the connection's strand (Push, Finish, Fail) to a
+// stream_body handler on its stream thread (Read). When kPipeCapacity bytes
+// wait, Push says so and the strand stops reading the socket until Read made
+// room and called want_more (which posts the strand's next read). The pipe
+// starts out "waiting": nothing is read (and no 100 Continue sent) before the
+// handler first asks. Thread-safe.
+class BodyPipe final : public BodyStream {
+ public:
+  BodyPipe(std::optional<uint64_t> length, bool has_body, std::function<void()> want_more)
+      : length_(length), want_more_(std::move(want_more)), waiting_(has_body), finished_(!has_body) {}
+
+  Result<size_t> Read(char* buf, size_t n) override {
+    if (n == 0) return size_t{0};
+    std::unique_lock lock(mu_);
+    while (true) {
+      if (cancelled_) return std::unexpected(*cancelled_);
+      if (size_ > 0) {
+        size_t taken = 0;
+        while (taken < n && !chunks_.empty()) {
+          const std::string& front = chunks_.front();
+          size_t k = std::min(n - taken, front.size() - offset_);
+          std::memcpy(buf + taken, front.data() + offset_, k);
+          taken += k;
+          offset_ += k;
+          if (offset_ == front.size()) {
+            chunks_.pop_front();
+            offset_ = 0;
+          }
+        }
+        size_ -= taken;
+        bytes_read_ += taken;
+        bool wake = waiting_ && size_ + kPipeChunk <= kPipeCapacity;
+        if (wake) waiting_ = false;
+        lock.unlock();
+        if (wake) want_more_();
+        return taken;
+      }
+      if (finished_) return size_t{0};
+      if (error_) return std::unexpected(*error_);
+      if (waiting_) {
+        waiting_ = false;
+        lock.unlock();
+        want_more_();
+        lock.lock();
+        continue;
+      }
+      cv_.wait(lock);
+    }
+  }
+
+  std::optional<uint64_t> content_length() const override { return length_; }
+  uint64_t bytes_read() const override { return bytes_read_.load(); }
+
+  // Strand: n more bytes of the body. False when the pipe is full: read no
+  // more until want_more is called.
+  bool Push(const char* data, size_t n) {
+    std::lock_guard lock(mu_);
+    chunks_.emplace_back(data, n);
+    size_ += n;
+    cv_.notify_all();
+    if (size_ + kPipeChunk > kPipeCapacity) {
+      waiting_ = true;
+      return false;
+    }
+    return true;
+  }
+  // Strand: the whole body arrived; Read returns 0 once it was read.
+  void Finish() {
+    std::lock_guard lock(mu_);
+    finished_ = true;
+    cv_.notify_all();
+  }
+  // Strand: the body broke off; Read returns `error` once the bytes before it were read.
+  void Fail(Error error) {
+    std::lock_guard lock(mu_);
+    if (!error_) error_.emplace(std::move(error));
+    cv_.notify_all();
+  }
+  // Any thread (connection closed, Stop): Read returns `error` at once.
+  void Cancel(const Error& error) {
+    std::lock_guard lock(mu_);
+    if (!cancelled_) cancelled_.emplace(error);
+    cv_.notify_all();
+  }
+
+ private:
+  const std::optional<uint64_t> length_;
+  const std::function<void()> want_more_;
+  std::atomic<uint64_t> bytes_read_{0};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::string> chunks_;
+  size_t offset_ = 0;  // into chunks_.front()
+  size_t size_ = 0;    // bytes in chunks_ not yet read
+  bool waiting_;       // the strand waits for want_more
+  bool finished_;
+  std::optional<Error> error_;
+  std::optional<Error> cancelled_;
+};
+
+// Response pieces from a producer on its stream thread (Push, Finish,
+// WaitSent) to the connection's strand (Take, Close). Push blocks while
+// kMaxQueuedPieces wait, so the producer runs at the socket's pace. When Take
+// found nothing, the next Push or Finish calls `wake` (which posts the
+// strand's next write). Thread-safe.
+class PiecePipe {
+ public:
+  enum class Next { kPiece, kEnd, kAbort, kWait };
+
+  explicit PiecePipe(std::function<void()> wake) : wake_(std::move(wake)) {}
+
+  // Producer side. False once the strand gave up (the piece is dropped): stop producing.
+  bool Push(std::string piece) {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [this] { return closed_ || queue_.size() < kMaxQueuedPieces; });
+    if (closed_) return false;
+    queue_.push_back(std::move(piece));
+    WakeStrand(lock);
+    return true;
+  }
+  // Producer side: no more pieces; `failed`: the stream must not end cleanly.
+  void Finish(bool failed) {
+    std::unique_lock lock(mu_);
+    if (closed_ || ended_) return;
+    ended_ = true;
+    failed_ = failed;
+    WakeStrand(lock);
+  }
+  // Producer side: blocks until the strand sent the end (true) or gave up
+  // (false, with `why`).
+  bool WaitSent(std::string* why) {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [this] { return closed_; });
+    *why = why_;
+    return sent_;
+  }
+
+  // Strand side: the next piece to write, the end, or kWait (wake follows).
+  Next Take(std::string& piece) {
+    std::lock_guard lock(mu_);
+    if (closed_) return Next::kAbort;
+    if (!queue_.empty()) {
+      piece = std::move(queue_.front());
+      queue_.pop_front();
+      cv_.notify_all();
+      return Next::kPiece;
+    }
+    if (ended_) return failed_ ? Next::kAbort : Next::kEnd;
+    strand_waiting_ = true;
+    return Next::kWait;
+  }
+  // Any thread: the stream is over, all of it sent or not (the first call counts).
+  void Close(bool sent, std::string why) {
+    std::lock_guard lock(mu_);
+    if (closed_) return;
+    closed_ = true;
+    sent_ = sent;
+    why_ = std::move(why);
+    queue_.clear();
+    cv_.notify_all();
+  }
+
+ private:
+  void WakeStrand(std::unique_lock<std::mutex>& lock) {
+    if (!strand_waiting_) return;
+    strand_waiting_ = false;
+    lock.unlock();
+    wake_();
+  }
+
+  const std::function<void()> wake_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::string> queue_;
+  bool strand_waiting_ = false;
+  bool ended_ = false;
+  bool failed_ = false;
+  bool closed_ = false;
+  bool sent_ = false;
+  std::string why_;
+};
+
+// One streaming exchange, shared by its session (strand) and its stream thread.
+struct StreamJob {
+  const Route* route = nullptr;
+  Request request;  // moved out of the session: the stream thread owns it now
+  // A stream_body route: the thread runs the handler first, reading `body`.
+  bool run_handler = false;
+  std::unique_ptr<BodyPipe> body;
+  // Otherwise: the handler's response, whose producer the thread runs.
+  Response response;
+  std::unique_ptr<PiecePipe> pieces;
+
+  void Cancel(const Error& why) {
+    if (body) body->Cancel(why);
+    pieces->Close(false, why.message());
+  }
+};
 
 class Session;
 
@@ -60,6 +273,8 @@ struct ServerState {
   int threads_running = 0;
   std::condition_variable threads_done;
   std::atomic<uint16_t> port{0};
+  std::vector<std::shared_ptr<StreamJob>> streams;  // running on stream threads
+  std::condition_variable streams_done;
 
   // Declared after the members above: destroyed first, so handlers destroyed
   // with the io_context never outlive the state they point to.
@@ -72,7 +287,72 @@ struct ServerState {
   explicit ServerState(int concurrency) : ioc(concurrency) {}
 };
 
-// One connection. Every member is touched only from the connection's strand.
+// Runs `work` for `job` on a new stream thread, unless the server is stopping
+// or max_streams run already (false, and `work` is dropped).
+bool LaunchStream(ServerState& state, const std::shared_ptr<StreamJob>& job, std::function<void()> work) {
+  std::lock_guard lock(state.mu);
+  if (state.stopping || state.streams.size() >= static_cast<size_t>(std::max(1, state.options.max_streams))) {
+    return false;
+  }
+  state.streams.push_back(job);
+  try {
+    std::thread([state = &state, job = std::shared_ptr<StreamJob>(job), work = std::move(work)]() mutable {
+      try {
+        work();
+      } catch (...) {
+        // RunStream catches what handlers and hooks throw; this is allocation failure.
+      }
+      // Drop what refers to the session and the io_context before Stop() can see
+      // this stream gone (and destroy them).
+      work = nullptr;
+      std::lock_guard done(state->mu);
+      std::erase(state->streams, job);
+      job.reset();
+      state->streams_done.notify_all();
+    }).detach();
+  } catch (...) {  // no thread (std::system_error), no memory
+    state.streams.pop_back();
+    return false;
+  }
+  return true;
+}
+
+void RunAfterHook(const ServerState& state, const Route& route, const Request& request,
+                  const Response& response) {
+  if (!state.after) return;
+  try {
+    state.after(route, request, response);
+  } catch (...) {
+    // An audit or log failure must not take the connection down.
+  }
+}
+
+// The response's status line and headers, without body or producer.
+Response HeadOf(const Response& response) {
+  Response head;
+  head.status = response.status;
+  head.content_type = response.content_type;
+  head.headers = response.headers;
+  return head;
+}
+
+// Whether `response` is to be streamed. A producer is dropped where no body
+// may follow (HEAD, 204, 304); an invalid status becomes a plain 500.
+bool PrepareStream(const Request& request, Response& response) {
+  if (!response.stream) return false;
+  if (response.status < 200 || response.status > 999) {
+    response = ErrorResponse(Internal("internal error"));
+    return false;
+  }
+  if (request.method == "HEAD" || response.status == 204 || response.status == 304) {
+    response.stream = nullptr;
+    return false;
+  }
+  return true;
+}
+
+// One connection. Every member is touched only from the connection's strand
+// (RunStream, which runs on a stream thread, touches only its StreamJob).
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(ServerState& server, tcp::socket socket, std::string remote)
@@ -92,6 +372,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void CloseNow() {
     closed_ = true;
+    if (job_) job_->Cancel(Error(Code::kUnavailable, "the connection closed"));
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
     stream_.close();
@@ -208,6 +489,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     auto length = header_parser_->content_length();
     if (length && *length > route_->max_body_bytes) return TooLarge();
+    if (route_->stream_body) return StartStreamingHandler(has_body);
     if (!has_body) return Dispatch();
 
     body_parser_.emplace(std::move(*header_parser_));
@@ -238,6 +520,8 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void ReadBody() {
+    auto length = body_parser_->content_length();
+    if (!length || *length > kReadChunk) ReserveBodyBuffer();
     bhttp::async_read(stream_, buffer_, *body_parser_,
                       [self = shared_from_this()](beast::error_code ec, size_t) { self->OnBody(ec); });
   }
@@ -278,24 +562,345 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void Dispatch() {
-    Response response;
-    try {
-      response = route_->handler(request_);
-    } catch (...) {
-      // The exception text may quote data: it is not sent, and the hooks log.
-      response = ErrorResponse(Internal("internal error"));
-    }
+    Response response = RunHandler(*route_, request_);
+    if (PrepareStream(request_, response)) return StartStreamedResponse(std::move(response));
     RunAfterHook(response);
     Write(std::move(response));
   }
 
-  void RunAfterHook(const Response& response) {
-    if (!server_.after) return;
+  static Response RunHandler(const Route& route, Request& request) {
     try {
-      server_.after(*route_, request_, response);
+      return route.handler(request);
     } catch (...) {
-      // An audit or log failure must not take the connection down.
+      // The exception text may quote data: it is not sent, and the hooks log.
+      return ErrorResponse(Internal("internal error"));
     }
+  }
+
+  void RunAfterHook(const Response& response) { http::RunAfterHook(server_, *route_, request_, response); }
+
+  // ---- Streaming: a stream_body handler, a streamed response -------------
+
+  std::shared_ptr<StreamJob> MakeJob() {
+    auto job = std::make_shared<StreamJob>();
+    job->route = route_;
+    std::weak_ptr<Session> weak = weak_from_this();
+    auto executor = stream_.get_executor();
+    job->pieces = std::make_unique<PiecePipe>([weak, executor] {
+      net::post(executor, [weak] {
+        if (auto self = weak.lock()) self->WriteNextPiece();
+      });
+    });
+    return job;
+  }
+
+  bool Launch(const std::shared_ptr<StreamJob>& job) {
+    auto self = shared_from_this();
+    auto executor = stream_.get_executor();
+    ServerState* server = &server_;
+    return LaunchStream(server_, job,
+                        [server, self, job, executor] { RunStream(*server, self, *job, executor); });
+  }
+
+  // The stream thread's work, off the strand: the stream_body handler (if
+  // any), then the producer (if any), then the after hook for a streamed
+  // response. It touches only `job` and posts to the session's strand.
+  template <typename Executor>
+  static void RunStream(const ServerState& server, const std::shared_ptr<Session>& session, StreamJob& job,
+                        const Executor& executor) {
+    Response response;
+    if (job.run_handler) {
+      response = RunHandler(*job.route, job.request);
+      job.request.body_stream = nullptr;
+      bool streamed = PrepareStream(job.request, response);
+      if (!streamed) {
+        http::RunAfterHook(server, *job.route, job.request, response);
+        net::post(executor, [session, response = std::move(response)]() mutable {
+          session->OnStreamHandlerDone(std::move(response), false);
+        });
+        return;
+      }
+      net::post(executor, [session, head = HeadOf(response)]() mutable {
+        session->OnStreamHandlerDone(std::move(head), true);
+      });
+    } else {
+      response = std::move(job.response);
+    }
+
+    auto producer = std::move(response.stream);
+    response.stream = nullptr;
+    std::optional<Error> failure;
+    while (true) {
+      std::string piece;
+      Result<bool> more = false;
+      try {
+        more = producer(piece);
+      } catch (...) {
+        more = Internal("internal error");
+      }
+      if (!more) {
+        failure.emplace(more.error());
+        break;
+      }
+      if (!piece.empty() && !job.pieces->Push(std::move(piece))) break;  // the connection is gone
+      if (!*more) break;
+    }
+    job.pieces->Finish(failure.has_value());
+    std::string why;
+    bool sent = job.pieces->WaitSent(&why);
+    producer = nullptr;  // may hold files and keys: released before the hook, on this thread
+    response.stream_failed = failure.has_value() || !sent;
+    if (failure) {
+      response.stream_error = failure->ToString();
+    } else if (!sent) {
+      response.stream_error = why;
+    }
+    http::RunAfterHook(server, *job.route, job.request, response);
+  }
+
+  // Too many streams (or stopping): 503, the handler does not run.
+  void Busy(bool body_unread) {
+    close_after_ = close_after_ || body_unread;
+    Response response = ErrorResponse(Unavailable("too many streaming requests in progress (at most " +
+                                                  std::to_string(std::max(1, server_.options.max_streams)) +
+                                                  "); retry later"));
+    response.headers.emplace_back("Retry-After", "1");
+    RunAfterHook(response);
+    Write(std::move(response));
+  }
+
+  // A stream_body route passed the before hook: run its handler on a stream
+  // thread now; the body follows through the pipe as the handler reads it.
+  void StartStreamingHandler(bool has_body) {
+    auto job = MakeJob();
+    job->run_handler = true;
+    std::optional<uint64_t> length;
+    if (!header_parser_->chunked()) {
+      if (auto l = header_parser_->content_length()) length = *l;
+    }
+    std::weak_ptr<Session> weak = weak_from_this();
+    auto executor = stream_.get_executor();
+    job->body = std::make_unique<BodyPipe>(length, has_body, [weak, executor] {
+      net::post(executor, [weak] {
+        if (auto self = weak.lock()) self->PumpBody();
+      });
+    });
+    body_complete_ = !has_body;
+    if (has_body) {
+      stream_parser_.emplace(std::move(*header_parser_));
+      header_parser_.reset();
+      stream_parser_->body_limit(route_->max_body_bytes);
+      continue_pending_ = ToLower(request_.Header("expect")) == "100-continue";
+    }
+    job->request = std::move(request_);
+    job->request.body_stream = job->body.get();
+    if (!Launch(job)) {
+      request_ = std::move(job->request);
+      request_.body_stream = nullptr;
+      return Busy(has_body);
+    }
+    job_ = std::move(job);
+  }
+
+  // Reads the next piece of a streamed body into the pipe, unless the
+  // handler is done or the pipe is full (PumpBody is posted again then).
+  void PumpBody() {
+    if (closed_ || !job_ || !job_->body || !stream_parser_ || body_op_pending_ || body_complete_ ||
+        body_failed_ || handler_done_) {
+      return;
+    }
+    body_op_pending_ = true;
+    if (continue_pending_) {
+      continue_pending_ = false;
+      continue_.emplace(bhttp::status::continue_, 11);
+      stream_.expires_after(server_.options.read_timeout);
+      return bhttp::async_write(stream_, *continue_,
+                                [self = shared_from_this()](beast::error_code ec, size_t) {
+                                  self->body_op_pending_ = false;
+                                  self->continue_.reset();
+                                  if (self->handler_done_) return self->RespondToStream();
+                                  if (ec) {
+                                    self->body_failed_ = true;
+                                    return self->job_->body->Fail(
+                                        Error(Code::kUnavailable, "sending 100 Continue: " + ec.message()));
+                                  }
+                                  self->PumpBody();
+                                });
+    }
+    if (!staging_) staging_ = std::make_unique<char[]>(kPipeChunk);
+    ReserveBodyBuffer();
+    auto& body = stream_parser_->get().body();
+    body.data = staging_.get();
+    body.size = kPipeChunk;
+    body.more = true;
+    stream_.expires_after(server_.options.read_timeout);  // progress, not the whole body
+    bhttp::async_read_some(
+        stream_, buffer_, *stream_parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnBodyPiece(ec); });
+  }
+
+  void OnBodyPiece(beast::error_code ec) {
+    body_op_pending_ = false;
+    if (ec == bhttp::error::need_buffer) ec = {};
+    if (!ec && stream_parser_->is_done()) body_complete_ = true;
+    if (handler_done_) return RespondToStream();  // the rest of the body is not wanted
+    if (closed_) return;
+    size_t got = kPipeChunk - stream_parser_->get().body().size;
+    bool room = got == 0 || job_->body->Push(staging_.get(), got);
+    if (ec) {
+      body_failed_ = true;
+      return job_->body->Fail(BodyError(ec));
+    }
+    if (body_complete_) return job_->body->Finish();
+    if (room) PumpBody();
+  }
+
+  Error BodyError(const beast::error_code& ec) const {
+    if (ec == bhttp::error::body_limit) {
+      return Error(Code::kPayloadTooLarge, "request body exceeds the limit of " +
+                                               std::to_string(route_->max_body_bytes) + " bytes for " +
+                                               route_->method + " " + route_->pattern);
+    }
+    if (ec == beast::error::timeout) {
+      return Error(Code::kUnavailable, "no request body data arrived for " +
+                                           std::to_string(server_.options.read_timeout.count()) + " s");
+    }
+    if (ec == bhttp::error::partial_message || ec == bhttp::error::end_of_stream || ec == net::error::eof) {
+      return Error(Code::kUnavailable, "the client stopped sending the request body");
+    }
+    if (IsHttpError(ec)) return Error(Code::kInvalidArgument, "malformed HTTP request body: " + ec.message());
+    return Error(Code::kUnavailable, "reading the request body: " + ec.message());
+  }
+
+  // Posted by the stream thread when the stream_body handler returned: its
+  // response (after hook done) or, if `streamed`, the head of the stream.
+  void OnStreamHandlerDone(Response response, bool streamed) {
+    if (closed_ || !job_) return;
+    handler_done_ = true;
+    handler_response_.emplace(std::move(response));
+    handler_streams_ = streamed;
+    if (body_op_pending_) {
+      // Its completion responds. A read is cut short; the 100 Continue (a few
+      // bytes) is let finish, so the response never follows half of it.
+      if (!continue_) stream_.cancel();
+      return;
+    }
+    RespondToStream();
+  }
+
+  void RespondToStream() {
+    if (closed_ || !handler_response_) return;
+    // A body the handler did not read to its end is not read here either.
+    close_after_ = close_after_ || !body_complete_;
+    Response response = std::move(*handler_response_);
+    handler_response_.reset();
+    if (handler_streams_) return WriteStreamed(std::move(response));
+    Write(std::move(response));
+  }
+
+  // A handler on the strand returned a producer: it runs on a stream thread.
+  void StartStreamedResponse(Response response) {
+    auto job = MakeJob();
+    Response head = HeadOf(response);
+    job->response = std::move(response);
+    job->request = std::move(request_);
+    if (!Launch(job)) {
+      request_ = std::move(job->request);
+      return Busy(false);
+    }
+    job_ = std::move(job);
+    WriteStreamed(std::move(head));
+  }
+
+  // The header of a streamed response, then its pieces as chunks.
+  void WriteStreamed(Response head) {
+    if (closed_) return;
+    try {
+      auto& out = stream_head_.emplace();
+      FillHeader(out, head);
+      out.keep_alive(keep_alive_ && !close_after_);
+      out.chunked(true);
+      stream_serializer_.emplace(out);
+    } catch (...) {
+      return CloseNow();
+    }
+    stream_.expires_after(server_.options.write_timeout);
+    bhttp::async_write_header(
+        stream_, *stream_serializer_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnPieceWritten(ec); });
+  }
+
+  void OnPieceWritten(beast::error_code ec) {
+    if (ec) {
+      job_->pieces->Close(false, "sending the response: " + ec.message());
+      return CloseNow();
+    }
+    WriteNextPiece();
+  }
+
+  // Also posted by the stream thread when a piece (or the end) arrived while the strand waited.
+  void WriteNextPiece() {
+    if (closed_ || !job_ || !stream_serializer_) return;
+    switch (job_->pieces->Take(piece_)) {
+      case PiecePipe::Next::kPiece:
+        stream_.expires_after(server_.options.write_timeout);  // progress, not the whole body
+        return net::async_write(
+            stream_, bhttp::make_chunk(net::buffer(piece_)),
+            [self = shared_from_this()](beast::error_code ec, size_t) { self->OnPieceWritten(ec); });
+      case PiecePipe::Next::kEnd:
+        piece_ = std::string();
+        stream_.expires_after(server_.options.write_timeout);
+        return net::async_write(
+            stream_, bhttp::make_chunk_last(),
+            [self = shared_from_this()](beast::error_code ec, size_t) { self->OnLastPiece(ec); });
+      case PiecePipe::Next::kAbort:
+        // The producer failed after the header went out: no clean end, the client must see a break.
+        job_->pieces->Close(false, "the response stream failed");
+        return CloseNow();
+      case PiecePipe::Next::kWait:
+        return;
+    }
+  }
+
+  void OnLastPiece(beast::error_code ec) {
+    if (ec) {
+      job_->pieces->Close(false, "sending the response: " + ec.message());
+      return CloseNow();
+    }
+    job_->pieces->Close(true, "");
+    bool keep = stream_head_->keep_alive();
+    EndExchange();
+    if (!keep) return Linger();
+    WaitForRequest();
+  }
+
+  void ReserveBodyBuffer() {
+    try {
+      if (buffer_.capacity() < kBodyReadBuffer) buffer_.reserve(kBodyReadBuffer);
+    } catch (...) {
+      // Smaller reads then.
+    }
+  }
+
+  // Forgets the exchange that was answered.
+  void EndExchange() {
+    if (buffer_.capacity() > kReadChunk && buffer_.size() < kReadChunk) buffer_.shrink_to_fit();
+    response_.reset();
+    header_parser_.reset();
+    body_parser_.reset();
+    stream_parser_.reset();
+    stream_serializer_.reset();
+    stream_head_.reset();
+    staging_.reset();
+    piece_ = std::string();
+    job_.reset();
+    handler_response_.reset();
+    handler_done_ = false;
+    handler_streams_ = false;
+    body_op_pending_ = false;
+    body_complete_ = false;
+    body_failed_ = false;
+    continue_pending_ = false;
   }
 
   // A request that cannot be understood: answer 400 and end the connection.
@@ -308,26 +913,30 @@ class Session : public std::enable_shared_from_this<Session> {
     return text.find_first_of("\r\n") == std::string_view::npos && !text.empty();
   }
 
+  static void FillHeader(bhttp::response_header<>& out, const Response& response) {
+    out.version(11);
+    out.result(static_cast<unsigned>(response.status));
+    out.set(bhttp::field::server, "takt");
+    if (!response.content_type.empty() && IsSafeHeader(response.content_type)) {
+      out.set(bhttp::field::content_type, BeastView(response.content_type));
+    }
+    for (const auto& [name, value] : response.headers) {
+      std::string lower = ToLower(name);
+      if (lower == "content-length" || lower == "transfer-encoding" || lower == "connection" ||
+          lower == "server" || !IsSafeHeader(name) || value.find_first_of("\r\n") != std::string::npos) {
+        continue;
+      }
+      out.insert(BeastView(name), BeastView(value));
+    }
+  }
+
   void Write(Response response) {
     if (closed_) return;
     try {
       if (response.status < 200 || response.status > 999)
         response = ErrorResponse(Internal("internal error"));
       auto& out = response_.emplace();
-      out.version(11);
-      out.result(static_cast<unsigned>(response.status));
-      out.set(bhttp::field::server, "takt");
-      if (!response.content_type.empty() && IsSafeHeader(response.content_type)) {
-        out.set(bhttp::field::content_type, BeastView(response.content_type));
-      }
-      for (const auto& [name, value] : response.headers) {
-        std::string lower = ToLower(name);
-        if (lower == "content-length" || lower == "transfer-encoding" || lower == "connection" ||
-            lower == "server" || !IsSafeHeader(name) || value.find_first_of("\r\n") != std::string::npos) {
-          continue;
-        }
-        out.insert(BeastView(name), BeastView(value));
-      }
+      FillHeader(out, response);
       if (response.status == 204 || response.status == 304) response.body.clear();
       out.body() = std::move(response.body);
       out.keep_alive(keep_alive_ && !close_after_);
@@ -343,9 +952,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void OnWrite(beast::error_code ec) {
     if (ec) return CloseNow();
     bool keep = response_->keep_alive();
-    response_.reset();
-    header_parser_.reset();
-    body_parser_.reset();
+    EndExchange();
     if (!keep) return Linger();
     WaitForRequest();
   }
@@ -384,6 +991,21 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<bhttp::response<bhttp::string_body>> response_;
   Request request_;
   const Route* route_ = nullptr;
+
+  // A streaming exchange (job_ set): a stream_body handler or a streamed response.
+  std::shared_ptr<StreamJob> job_;
+  std::optional<bhttp::request_parser<bhttp::buffer_body>> stream_parser_;
+  std::unique_ptr<char[]> staging_;  // kPipeChunk: socket -> pipe
+  bool continue_pending_ = false;    // 100 Continue is due before the first body read
+  bool body_op_pending_ = false;     // a body read (or the 100 Continue) is in flight
+  bool body_complete_ = false;       // the whole body was read off the socket
+  bool body_failed_ = false;
+  bool handler_done_ = false;  // the stream_body handler returned; handler_response_ waits
+  bool handler_streams_ = false;
+  std::optional<Response> handler_response_;
+  std::optional<bhttp::response<bhttp::empty_body>> stream_head_;
+  std::optional<bhttp::response_serializer<bhttp::empty_body>> stream_serializer_;
+  std::string piece_;  // the chunk being written
 };
 
 std::string EndpointText(const tcp::endpoint& endpoint) {
@@ -530,6 +1152,7 @@ void Server::Stop() {
   namespace net = boost::asio;
   Impl& s = *impl_;
   std::vector<std::shared_ptr<Session>> live;
+  std::vector<std::shared_ptr<StreamJob>> streams;
   {
     std::lock_guard lock(s.mu);
     if (!s.started || s.stopping) return;
@@ -538,7 +1161,12 @@ void Server::Stop() {
       if (auto session = weak.lock()) live.push_back(std::move(session));
     }
     s.sessions.clear();
+    streams = s.streams;
   }
+  // A handler blocked in BodyStream::Read or a producer waiting to hand over a
+  // piece returns now; no new stream starts (LaunchStream sees `stopping`).
+  for (const auto& job : streams) job->Cancel(Error(Code::kUnavailable, "the server is stopping"));
+  streams.clear();
   net::post(s.acceptor->get_executor(), [&s] {
     boost::system::error_code ec;
     s.acceptor->close(ec);
@@ -557,6 +1185,11 @@ void Server::Stop() {
   }
   for (auto& thread : s.threads) thread.join();
   s.threads.clear();
+  {
+    // Stream threads hold sessions and post to the io_context: they end before it does.
+    std::unique_lock lock(s.mu);
+    s.streams_done.wait(lock, [&s] { return s.streams.empty(); });
+  }
   // No thread runs now: if the grace period ran out before the posted close, close here.
   boost::system::error_code ec;
   s.acceptor->close(ec);

@@ -11,6 +11,15 @@
 // handler holds one pool thread). Exceptions thrown by handlers or hooks are
 // caught and become 500 "internal error"; nothing escapes into the pool.
 //
+// Streaming (message.h, Route::stream_body): a stream_body handler and a
+// Response::stream producer run on a thread of their own, one per streaming
+// request and at most max_streams at a time (503 beyond), while the pool keeps
+// doing the connection's socket I/O into a small bounded buffer between the
+// two. A streamed upload or download therefore never holds a pool thread, and
+// read_timeout / write_timeout bound progress (no byte for that long), not the
+// whole transfer. For a streamed response the after hook runs on that thread
+// once the stream has ended, with stream_failed set if it broke off.
+//
 // Ownership: the Server shares the (immutable) Router; hooks are copied in.
 // Set hooks before Start(). Stop() (or the destructor) must not be called from
 // a handler.
@@ -32,12 +41,18 @@ namespace takt::http {
 
 struct ServerOptions {
   std::string address = "127.0.0.1";
-  uint16_t port = 0;                       // 0 = pick a free port
-  int threads = 2;                         // fixed pool running the io_context
-  std::chrono::seconds read_timeout{30};   // whole request must arrive within this
-  std::chrono::seconds idle_timeout{60};   // keep-alive idle limit
-  std::chrono::seconds write_timeout{60};  // the response must be taken within this
+  uint16_t port = 0;  // 0 = pick a free port
+  int threads = 2;    // fixed pool running the io_context
+  // The whole request must arrive within this; for a stream_body route, the
+  // header, and then each piece of the body (no progress for this long).
+  std::chrono::seconds read_timeout{30};
+  std::chrono::seconds idle_timeout{60};  // keep-alive idle limit
+  // The response must be taken within this; for a streamed one, each piece.
+  std::chrono::seconds write_timeout{60};
   size_t max_header_bytes = 16 * 1024;
+  // Concurrent stream_body requests and streamed responses (each holds a
+  // thread and ~1 MiB of buffers); beyond it they are answered 503.
+  int max_streams = 16;
 };
 
 // Runs for every matched route, public ones included, once the request header
@@ -50,7 +65,9 @@ struct ServerOptions {
 using BeforeHook = std::function<std::optional<Response>(const Route&, Request&)>;
 // Runs after the handler (or after a short-circuit, or a 413 for the route)
 // with the final response: for audit and access logs. Not called for requests
-// that matched no route (400, 404, 405).
+// that matched no route (400, 404, 405). For a streamed response it runs after
+// the stream ended, on the streaming thread: response.stream is empty then and
+// response.stream_failed / stream_error say whether it all went out.
 using AfterHook = std::function<void(const Route&, const Request&, const Response&)>;
 
 class Server {
@@ -69,7 +86,8 @@ class Server {
   Status Start();
   uint16_t port() const;  // the bound port (0 before Start)
   // Stops accepting, closes connections, joins threads; idempotent. Waits for
-  // handlers that are running to return.
+  // handlers that are running to return (a stream_body handler blocked in
+  // BodyStream::Read gets Unavailable; a producer's pieces are refused).
   void Stop();
 
  private:

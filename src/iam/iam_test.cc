@@ -83,5 +83,70 @@ TEST_F(IamTest, AuditRecordsAreListedNewestFirstAndFiltered) {
   EXPECT_FALSE((*models)[0].allowed);
 }
 
+TEST_F(IamTest, ProjectsHaveAServiceIdentityAndMembers) {
+  ASSERT_TRUE(iam_->CreatePrincipal("sam", "user", {"data-scientist"}, {}));
+  ASSERT_TRUE(iam_->CreatePrincipal("dana", "user", {"data-engineer"}, {}));
+  auto p = iam_->CreateProject("weld-pm", "predictive maintenance", {"sam"}, "admin");
+  ASSERT_TRUE(p.has_value()) << p.error().ToString();
+  EXPECT_EQ(p->service_principal, "svc.weld-pm");
+  EXPECT_EQ(p->members, std::vector<std::string>{"sam"});
+  auto svc = iam_->Get("svc.weld-pm");
+  ASSERT_TRUE(svc.has_value());
+  EXPECT_EQ(svc->kind, "service");
+  // The service identity has no token: it cannot log in from outside.
+  auto tokens = db_->Query("SELECT COUNT(*) FROM tokens WHERE principal_id = ?", {svc->id});
+  EXPECT_EQ((*tokens)[0].Int(0), 0);
+
+  EXPECT_TRUE(*iam_->IsProjectMember("weld-pm", "sam"));
+  EXPECT_TRUE(*iam_->IsProjectMember("weld-pm", "svc.weld-pm"));
+  EXPECT_FALSE(*iam_->IsProjectMember("weld-pm", "dana"));
+  ASSERT_TRUE(iam_->AddMember("project", "weld-pm", "dana"));
+  ASSERT_TRUE(iam_->AddMember("project", "weld-pm", "dana"));  // again: a no-op
+  EXPECT_TRUE(*iam_->IsProjectMember("weld-pm", "dana"));
+  ASSERT_TRUE(iam_->RemoveMember("project", "weld-pm", "dana"));
+  EXPECT_FALSE(*iam_->IsProjectMember("weld-pm", "dana"));
+
+  EXPECT_EQ(iam_->CreateProject("weld-pm", "", {}, "admin").error().code(), Code::kAlreadyExists);
+  EXPECT_EQ(iam_->CreateProject("Weld PM", "", {}, "admin").error().code(), Code::kInvalidArgument);
+  EXPECT_EQ(iam_->CreateProject("other", "", {"nobody"}, "admin").error().code(), Code::kNotFound);
+  EXPECT_EQ(iam_->GetProject("other").error().code(), Code::kNotFound);  // nothing half-written
+  EXPECT_EQ(iam_->Get("svc.other").error().code(), Code::kNotFound);
+  EXPECT_EQ(iam_->AddMember("project", "nope", "sam").error().code(), Code::kNotFound);
+  EXPECT_EQ(iam_->AddMember("team", "weld-pm", "sam").error().code(), Code::kInvalidArgument);
+}
+
+TEST_F(IamTest, SubjectsOfNameEveryGroupAndProject) {
+  ASSERT_TRUE(iam_->CreatePrincipal("sam", "user", {"data-scientist"}, {}));
+  ASSERT_TRUE(iam_->CreatePrincipal("eve", "user", {"data-scientist"}, {}));
+  ASSERT_TRUE(iam_->CreateGroup("analysts", {"sam"}, "admin"));
+  ASSERT_TRUE(iam_->CreateGroup("night-shift", {"sam", "eve"}, "admin"));
+  ASSERT_TRUE(iam_->CreateProject("weld-pm", "", {"sam"}, "admin"));
+  EXPECT_EQ(*iam_->SubjectsOf("sam"), (std::vector<std::string>{"principal:sam", "group:analysts",
+                                                                "group:night-shift", "project:weld-pm"}));
+  EXPECT_EQ(*iam_->SubjectsOf("eve"), (std::vector<std::string>{"principal:eve", "group:night-shift"}));
+  // The project's service identity acts as the project, and nothing else.
+  EXPECT_EQ(*iam_->SubjectsOf("svc.weld-pm"), (std::vector<std::string>{"principal:svc.weld-pm", "project:weld-pm"}));
+  EXPECT_EQ(iam_->SubjectsOf("nobody").error().code(), Code::kNotFound);
+  auto g = iam_->GetGroup("night-shift");
+  EXPECT_EQ(g->members, (std::vector<std::string>{"eve", "sam"}));
+  EXPECT_EQ(iam_->CreateGroup("analysts", {}, "admin").error().code(), Code::kAlreadyExists);
+}
+
+TEST_F(IamTest, AuditRecordsCarryDataAccessAndFilterByDataset) {
+  ASSERT_TRUE(iam_->Audit({.principal = "sam", .action = "dataset:read",
+                           .resource = "datasets/weld-telemetry/versions/1", .allowed = true, .status = 200,
+                           .detail = "", .access_json = R"({"rows":3})"}));
+  ASSERT_TRUE(iam_->Audit({.principal = "sam", .action = "dataset:read", .resource = "datasets/weld-telemetry-2",
+                           .allowed = true, .status = 200}));
+  ASSERT_TRUE(iam_->Audit({.principal = "sam", .action = "dataset:create", .resource = "datasets/weld-telemetry",
+                           .allowed = true, .status = 201}));
+  AuditQuery q;
+  q.dataset = "weld-telemetry";
+  auto r = iam_->ListAudit(q);
+  ASSERT_TRUE(r.has_value());
+  ASSERT_EQ(r->size(), 2u);  // not weld-telemetry-2
+  EXPECT_EQ((*r)[1].access_json, R"({"rows":3})");
+}
+
 }  // namespace
 }  // namespace takt::iam

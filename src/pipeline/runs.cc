@@ -10,6 +10,7 @@
 #include "core/json.h"
 #include "core/time.h"
 #include "frame/codec.h"
+#include "lineage/lineage.h"
 #include "ml/features.h"
 #include "ml/metrics.h"
 #include "ml/xgboost_model.h"
@@ -47,6 +48,7 @@ double TimeValue(const frame::Column& c, size_t row) { return c.AsDouble(row); }
 RunService::~RunService() { Stop(); }
 
 Status RunService::Migrate() {
+  TAKT_RETURN_IF_ERROR(lineage::Migrate(*db_));  // runs record lineage edges
   return store::Migrate(
       *db_, "pipeline",
       {{1, "runs-steps-logs",
@@ -67,9 +69,31 @@ Status RunService::Migrate() {
         "CREATE INDEX run_logs_run ON run_logs (run_id, seq);"}});
 }
 
+Status RunService::CheckProjectAccess(const Run& run, const std::string& principal) const {
+  TAKT_ASSIGN_OR_RETURN(bool member, iam_->IsProjectMember(run.project, principal));
+  if (member) return Ok();
+  TAKT_ASSIGN_OR_RETURN(iam::Principal p, iam_->Get(principal));
+  if (iam::Authorize(p, "project:manage").allowed) return Ok();
+  return PermissionDenied(principal + " is not a member of project " + run.project +
+                          " (add them with `takt project add-member " + run.project + " " + principal + "`)");
+}
+
 Result<Run> RunService::Submit(std::string_view yaml, const std::string& principal) {
   TAKT_ASSIGN_OR_RETURN(PipelineSpec spec, ParsePipeline(yaml));
-  // Datasets named by features steps must exist now, not fail later.
+  {
+    auto project = iam_->GetProject(spec.project);
+    if (!project && project.error().code() == Code::kNotFound) {
+      return NotFound("pipeline " + spec.name + ": project " + spec.project +
+                      " does not exist (an admin creates it with `takt project create " + spec.project + "`)");
+    }
+    if (!project) return std::unexpected(project.error());
+    Run probe;
+    probe.project = spec.project;
+    TAKT_RETURN_IF_ERROR(CheckProjectAccess(probe, principal));
+  }
+  const std::string reader = iam::ServicePrincipalName(spec.project);
+  // Datasets named by features steps must exist now, not fail later, and the
+  // project must be allowed to read the columns the steps name.
   for (const auto& step : spec.steps) {
     if (step.kind != "features") continue;
     Json config = Json::parse(step.config_json);
@@ -78,6 +102,11 @@ Result<Run> RunService::Submit(std::string_view yaml, const std::string& princip
     std::string here = "pipeline: line " + std::to_string(step.line) + ": step '" + step.name + "'";
     auto v = catalog_->GetVersion(ref->first, ref->second);
     if (!v) return std::unexpected(v.error().WithContext(here));
+    auto plan = catalog_->PlanAccess(reader, v->dataset, v->version);
+    if (!plan) {
+      return std::unexpected(plan.error().WithContext(here + ": project " + spec.project + " reads as " + reader));
+    }
+    const frame::Schema visible = plan->OutputSchema();
     // Every column the step names must be in that dataset version.
     std::vector<std::string> named;
     for (const char* key : {"entity", "time", "label"}) {
@@ -94,6 +123,10 @@ Result<Run> RunService::Submit(std::string_view yaml, const std::string& princip
       if (v->schema.IndexOf(c) < 0) {
         return InvalidArgument(here + ": column '" + c + "' is not in dataset " + v->dataset + " v" +
                                std::to_string(v->version));
+      }
+      if (visible.IndexOf(c) < 0) {
+        return PermissionDenied(here + ": column '" + c + "' of dataset " + v->dataset +
+                                " is not granted to project " + spec.project);
       }
     }
   }
@@ -161,8 +194,9 @@ Result<std::vector<LogLine>> RunService::Logs(std::string_view id, int64_t after
 }
 
 Result<frame::Table> RunService::OutputTable(std::string_view run_id, std::string_view step,
-                                             std::string_view output) const {
+                                             std::string_view output, const std::string& principal) const {
   TAKT_ASSIGN_OR_RETURN(Run run, Get(run_id));
+  TAKT_RETURN_IF_ERROR(CheckProjectAccess(run, principal));
   for (const auto& s : run.steps) {
     if (s.name != step) continue;
     Json outputs = Json::parse(s.outputs_json, nullptr, false);
@@ -264,13 +298,36 @@ std::string Fixed(double v, int digits = 4) {
   return buf;
 }
 
-Result<StepResult> RunFeatures(RunContext& ctx, const Json& config, catalog::CatalogService& catalog,
-                               blob::BlobStore& blobs) {
+Result<StepResult> RunFeatures(RunContext& ctx, const std::string& step, const Json& config,
+                               catalog::CatalogService& catalog, blob::BlobStore& blobs) {
   TAKT_ASSIGN_OR_RETURN(auto ref, catalog::ParseDatasetRef(config["dataset"].get<std::string>()));
-  TAKT_ASSIGN_OR_RETURN(catalog::DatasetVersion dv, catalog.GetVersion(ref.first, ref.second));
-  TAKT_ASSIGN_OR_RETURN(frame::Table input, catalog.Read(dv.dataset, dv.version));
-  ctx.log("read dataset " + dv.dataset + " v" + std::to_string(dv.version) + ": " +
-          std::to_string(input.num_rows()) + " rows, " + std::to_string(input.num_columns()) + " columns");
+  // The project's grants, through the one governed read path.
+  catalog::ReadRequest req;
+  req.principal = iam::ServicePrincipalName(ctx.run.project);
+  req.dataset = ref.first;
+  req.version = ref.second;
+  req.purpose = "run " + ctx.run.id + " step " + step;
+  TAKT_ASSIGN_OR_RETURN(auto read, catalog.OpenRead(req));
+  const int version = read->version().version;
+  const std::string dataset = read->version().dataset;
+  std::string masked;
+  for (const auto& c : read->plan().columns) {
+    if (c.mask) masked += (masked.empty() ? "" : ", ") + c.source.name + " (" + c.mask->ToString() + ")";
+  }
+  frame::Table input;
+  for (const auto& f : read->schema().fields) input.columns.push_back(frame::Column{f, {}, {}, {}, {}});
+  while (true) {
+    TAKT_ASSIGN_OR_RETURN(auto batch, read->Next());
+    if (!batch) break;
+    TAKT_RETURN_IF_ERROR(frame::AppendRows(input, *batch));
+  }
+  catalog::DatasetVersion dv;
+  dv.dataset = dataset;
+  dv.version = version;
+  ctx.log("read dataset " + dv.dataset + " v" + std::to_string(dv.version) + " as " + req.principal + ": " +
+          std::to_string(input.num_rows()) + " rows, " + std::to_string(input.num_columns()) + " columns" +
+          (masked.empty() ? "" : ", masked: " + masked) +
+          (read->plan().row_filter ? ", row filter " + read->plan().row_filter_text : ""));
   ml::FeatureSpec fs;
   if (config.contains("entity")) fs.entity_column = config["entity"];
   if (config.contains("time")) fs.time_column = config["time"];
@@ -463,7 +520,7 @@ Status RunService::Execute(const std::string& run_id) {
     Result<StepResult> result = InvalidArgument("unknown step kind " + step.kind);
     try {
       if (step.kind == "features") {
-        result = RunFeatures(ctx, config, *catalog_, *blobs_);
+        result = RunFeatures(ctx, step.name, config, *catalog_, *blobs_);
       } else if (step.kind == "train") {
         result = RunTrain(ctx, config, *blobs_);
       } else if (step.kind == "evaluate") {
@@ -488,7 +545,9 @@ Status RunService::Execute(const std::string& run_id) {
         registry::ModelVersion registered;
         Status s = db_->Transaction([&](store::Database& tx) -> Status {
           TAKT_ASSIGN_OR_RETURN(registered, registry_->Register(tx, v, ctx.run.project));
-          return Ok();
+          return lineage::Record(tx, {"artifact:" + v.blob_id,
+                                      "model:" + registered.group + "@" + std::to_string(registered.version),
+                                      "registered as", step.name, ""});
         });
         if (s) {
           ctx.log("registered " + registered.group + " v" + std::to_string(registered.version) + " (" +
@@ -513,6 +572,23 @@ Status RunService::Execute(const std::string& run_id) {
     // Row lists are internal plumbing between steps: keep them out of the record.
     Json shown = result->outputs;
     shown.erase("holdout_rows");
+    // Lineage: what the step read and wrote.
+    IgnoreError(db_->Transaction([&](store::Database& tx) -> Status {
+      const std::string run_node = "run:" + run_id;
+      if (step.kind == "features") {
+        TAKT_RETURN_IF_ERROR(lineage::Record(
+            tx, {"dataset:" + shown["dataset"].get<std::string>() + "@" + std::to_string(shown["dataset_version"].get<int>()),
+                 run_node, "read by", step.name, ""}));
+      }
+      for (const char* out : {"features", "latest", "model"}) {
+        if (step.kind == "train" && std::string_view(out) == "features") continue;  // passed through
+        if (shown.contains(out) && shown[out].is_string() && blob::BlobStore::IsValidId(shown[out].get<std::string>())) {
+          TAKT_RETURN_IF_ERROR(lineage::Record(tx, {run_node, "artifact:" + shown[out].get<std::string>(), "wrote",
+                                                    step.name + "/" + out, ""}));
+        }
+      }
+      return Ok();
+    }));
     IgnoreError(
         db_->Exec("UPDATE run_steps SET status = 'succeeded', finished_at = ?, outputs_json = ?, "
                   "metrics_json = ? WHERE run_id = ? AND name = ?",

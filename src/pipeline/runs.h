@@ -1,6 +1,10 @@
 // File: pipeline/runs.h
 //
-// Runs: one execution of a pipeline spec. Submit validates the spec and
+// Runs: one execution of a pipeline spec. A run belongs to the spec's
+// project: only its members (or an admin) may start one, and its steps read
+// data as the project's service identity, with the project's grants, never
+// with the launcher's. Each run records its lineage (dataset versions read,
+// artifacts written, the model version registered). Submit validates the spec and
 // records a queued run with its steps in one transaction; a pool of worker
 // threads claims queued runs and executes their steps in order, passing
 // artifacts (encrypted, content-addressed blobs) from step to step. States:
@@ -25,6 +29,7 @@
 #include "catalog/catalog.h"
 #include "core/result.h"
 #include "frame/table.h"
+#include "iam/iam.h"
 #include "registry/registry.h"
 #include "store/database.h"
 
@@ -65,21 +70,27 @@ struct LogLine {
 class RunService {
  public:
   RunService(store::Database* db, blob::BlobStore* blobs, catalog::CatalogService* catalog,
-             registry::RegistryService* registry)
-      : db_(db), blobs_(blobs), catalog_(catalog), registry_(registry) {}
+             registry::RegistryService* registry, iam::IamService* iam)
+      : db_(db), blobs_(blobs), catalog_(catalog), registry_(registry), iam_(iam) {}
   ~RunService();
 
   Status Migrate();
 
   // Validates `yaml` and queues a run. InvalidArgument names the bad line;
-  // NotFound when a step's dataset does not exist. Nothing is written on error.
+  // NotFound when a step's dataset or the project does not exist;
+  // PermissionDenied when `principal` is not a member of the project or the
+  // project has no grant for a step's data or columns. Nothing is written on
+  // error.
   Result<Run> Submit(std::string_view yaml, const std::string& principal);
   Result<Run> Get(std::string_view id) const;
   Result<std::vector<Run>> List(int limit) const;  // newest first, without steps
   Result<std::vector<LogLine>> Logs(std::string_view id, int64_t after_seq) const;
-  // A table a step wrote (e.g. features/latest), decoded.
-  Result<frame::Table> OutputTable(std::string_view run_id, std::string_view step,
-                                   std::string_view output) const;
+  // A table a step wrote (e.g. features/latest), decoded. Only members of
+  // the run's project (or an admin) may read it: PermissionDenied otherwise.
+  Result<frame::Table> OutputTable(std::string_view run_id, std::string_view step, std::string_view output,
+                                   const std::string& principal) const;
+  // Members of the run's project and admins.
+  Status CheckProjectAccess(const Run& run, const std::string& principal) const;
 
   // Marks runs left running by a previous process as failed.
   Status RecoverInterrupted();
@@ -100,6 +111,7 @@ class RunService {
   blob::BlobStore* blobs_;
   catalog::CatalogService* catalog_;
   registry::RegistryService* registry_;
+  iam::IamService* iam_;
   std::function<void(const std::string&)> on_finished_;
   std::mutex mu_;
   std::condition_variable cv_;

@@ -24,6 +24,7 @@
 #include "crypto/keyring.h"
 #include "events/events.h"
 #include "frame/table.h"
+#include "iam/iam.h"
 #include "ml/xgboost_model.h"
 
 namespace takt::pipeline {
@@ -181,13 +182,19 @@ class RunsTest : public ::testing::Test {
     auto blobs = blob::BlobStore::Open(dir_.path() / "blobs", keyring_.get());
     ASSERT_TRUE(blobs.has_value()) << blobs.error().ToString();
     blobs_ = std::move(*blobs);
-    catalog_ = std::make_unique<catalog::CatalogService>(db_.get(), blobs_.get());
+    iam_ = std::make_unique<iam::IamService>(db_.get());
+    ASSERT_TRUE(iam_->Migrate());
+    for (const char* who : {"dana", "sam", "eve"}) {
+      ASSERT_TRUE(iam_->CreatePrincipal(who, "user", {"data-scientist"}, {}));
+    }
+    ASSERT_TRUE(iam_->CreateProject("weld-pm", "", {"sam"}, "admin"));
+    catalog_ = std::make_unique<catalog::CatalogService>(db_.get(), blobs_.get(), keyring_.get(), iam_.get());
     ASSERT_TRUE(catalog_->Migrate());
     bus_ = std::make_unique<events::EventBus>(db_.get());  // the registry writes the outbox
     ASSERT_TRUE(bus_->Migrate());
     registry_ = std::make_unique<registry::RegistryService>(db_.get());
     ASSERT_TRUE(registry_->Migrate());
-    runs_ = std::make_unique<RunService>(db_.get(), blobs_.get(), catalog_.get(), registry_.get());
+    runs_ = std::make_unique<RunService>(db_.get(), blobs_.get(), catalog_.get(), registry_.get(), iam_.get());
     ASSERT_TRUE(runs_->Migrate());
   }
 
@@ -195,6 +202,13 @@ class RunsTest : public ::testing::Test {
     auto v = catalog_->IngestCsv("weld-telemetry", WeldCsv(), "sim:weld", "dana");
     ASSERT_TRUE(v.has_value()) << v.error().ToString();
     ASSERT_EQ(v->rows, kRobots * kDays * 24);
+    // The project reads it with the serials pseudonymised.
+    catalog::Grant g;
+    g.effect = "allow";
+    g.subject = "project:weld-pm";
+    g.dataset = "weld-telemetry";
+    g.masks = {{"robot_serial", "hash"}};
+    ASSERT_TRUE(catalog_->CreateGrant(g, "dana"));
   }
 
   int64_t Count(const std::string& sql) {
@@ -207,6 +221,7 @@ class RunsTest : public ::testing::Test {
   std::unique_ptr<crypto::Keyring> keyring_;
   std::unique_ptr<store::Database> db_;
   std::unique_ptr<blob::BlobStore> blobs_;
+  std::unique_ptr<iam::IamService> iam_;
   std::unique_ptr<catalog::CatalogService> catalog_;
   std::unique_ptr<events::EventBus> bus_;
   std::unique_ptr<registry::RegistryService> registry_;
@@ -311,7 +326,7 @@ TEST_F(RunsTest, RunTrainsAndRegistersAPendingVersionWithLineage) {
   EXPECT_TRUE(later->empty());
 
   // features/latest: one row per robot, the latest hour of each.
-  auto latest = runs_->OutputTable(run->id, "features", "latest");
+  auto latest = runs_->OutputTable(run->id, "features", "latest", "sam");
   ASSERT_TRUE(latest.has_value()) << latest.error().ToString();
   ASSERT_EQ(latest->num_rows(), static_cast<size_t>(kRobots));
   const frame::Column* serials = latest->Find("robot_serial");
@@ -323,16 +338,16 @@ TEST_F(RunsTest, RunTrainsAndRegistersAPendingVersionWithLineage) {
   for (size_t r = 0; r < latest->num_rows(); ++r) {
     EXPECT_EQ(ts->AsText(r), frame::FormatTimestamp(1767225600 + int64_t{kDays * 24 - 1} * 3600));
   }
-  auto all = runs_->OutputTable(run->id, "features", "features");
+  auto all = runs_->OutputTable(run->id, "features", "features", "sam");
   ASSERT_TRUE(all.has_value()) << all.error().ToString();
   EXPECT_EQ(all->num_rows(), static_cast<size_t>(kRobots * kDays * 24));
 
-  auto no_output = runs_->OutputTable(run->id, "features", "nope");
+  auto no_output = runs_->OutputTable(run->id, "features", "nope", "sam");
   ASSERT_FALSE(no_output.has_value());
   EXPECT_EQ(no_output.error().code(), Code::kNotFound);
   EXPECT_THAT(no_output.error().message(), HasSubstr("'nope'"));
-  EXPECT_EQ(runs_->OutputTable(run->id, "nope", "latest").error().code(), Code::kNotFound);
-  EXPECT_EQ(runs_->OutputTable("run-000000000000", "features", "latest").error().code(), Code::kNotFound);
+  EXPECT_EQ(runs_->OutputTable(run->id, "nope", "latest", "sam").error().code(), Code::kNotFound);
+  EXPECT_EQ(runs_->OutputTable("run-000000000000", "features", "latest", "sam").error().code(), Code::kNotFound);
 }
 
 TEST_F(RunsTest, TheExamplePipelineRunsWithFewerRounds) {
@@ -452,7 +467,7 @@ TEST_F(RunsTest, UnknownRunIsNotFound) {
   EXPECT_EQ(run.error().code(), Code::kNotFound);
   EXPECT_EQ(run.error().message(), "run run-000000000000 does not exist");
   EXPECT_EQ(runs_->Logs("run-000000000000", 0).error().code(), Code::kNotFound);
-  EXPECT_EQ(runs_->OutputTable("run-000000000000", "features", "latest").error().code(), Code::kNotFound);
+  EXPECT_EQ(runs_->OutputTable("run-000000000000", "features", "latest", "sam").error().code(), Code::kNotFound);
   EXPECT_TRUE(runs_->List(10)->empty());
 }
 

@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "core/time.h"
+#include "lineage/lineage.h"
 
 namespace takt::serving {
 namespace {
@@ -22,6 +23,7 @@ Endpoint FromRow(const store::Row& r) {
 bool IsStage(std::string_view stage) { return stage == "dev" || stage == "int" || stage == "prod"; }
 
 Status ServingService::Migrate() {
+  TAKT_RETURN_IF_ERROR(lineage::Migrate(*db_));  // deploys record lineage edges
   return store::Migrate(
       *db_, "serving",
       {{1, "endpoints",
@@ -89,7 +91,8 @@ Result<Endpoint> ServingService::Deploy(const std::string& group, int version, c
       TAKT_RETURN_IF_ERROR(tx.Exec("INSERT INTO deployments VALUES (?, ?, ?, ?, ?)",
                                    {event_id, name, group, int64_t{version}, now}));
     }
-    return Ok();
+    return lineage::Record(tx, {"model:" + group + "@" + std::to_string(version), "endpoint:" + name,
+                                "deployed to", stage, now});
   });
   if (!committed) {
     if (committed.error().code() == Code::kAlreadyExists && !event_id.empty()) return Get(name);
