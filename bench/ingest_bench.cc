@@ -110,10 +110,14 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
-    if (a == "--size-mb") size_mb = std::stoi(next());
-    else if (a == "--repeat") repeat = std::stoi(next());
-    else if (a == "--out") out_path = next();
-    else if (a == "--csv") csv_path = next();
+    if (a == "--size-mb")
+      size_mb = std::stoi(next());
+    else if (a == "--repeat")
+      repeat = std::stoi(next());
+    else if (a == "--out")
+      out_path = next();
+    else if (a == "--csv")
+      csv_path = next();
     else {
       std::cerr << "usage: takt_ingest_bench [--size-mb N] [--repeat N] [--out FILE] [--csv EXISTING.csv]\n";
       return 2;
@@ -140,7 +144,8 @@ int main(int argc, char** argv) {
     secs[name].push_back(m.seconds);
     rss[name].push_back(m.rss_mb);
     rows[name] = m.rows;
-    std::cerr << "  " << name << ": " << m.seconds << " s, " << m.rss_mb << " MB RSS, " << m.rows << " rows\n";
+    std::cerr << "  " << name << ": " << m.seconds << " s, " << m.rss_mb << " MB RSS, " << m.rows
+              << " rows\n";
   };
   const std::string sqlite_db = (tmp.path() / "peer.db").string();
   for (int r = 0; r < repeat; ++r) {
@@ -160,8 +165,8 @@ int main(int argc, char** argv) {
              }
              return v->version.rows;
            }));
-    record("pandas read_csv", Command("/usr/bin/python3 -c \"import pandas as pd; pd.read_csv('" + csv_path +
-                                      "')\""));
+    record("pandas read_csv",
+           Command("/usr/bin/python3 -c \"import pandas as pd; pd.read_csv('" + csv_path + "')\""));
     fs::remove(sqlite_db);
     record("sqlite3 .import", Command("sqlite3 " + sqlite_db + " '.mode csv' '.import " + csv_path + " t'"));
 
@@ -194,10 +199,11 @@ int main(int argc, char** argv) {
              }
              return n;
            }));
-    record("sqlite3 SELECT (same filter)",
-           Command("sqlite3 " + sqlite_db +
-                   " \"SELECT count(*), sum(length(robot_serial)), sum(CAST(motor_temp_c AS REAL)) FROM t WHERE "
-                   "plant != 'P1' AND CAST(motor_temp_c AS REAL) > 40\" > /dev/null"));
+    record(
+        "sqlite3 SELECT (same filter)",
+        Command("sqlite3 " + sqlite_db +
+                " \"SELECT count(*), sum(length(robot_serial)), sum(CAST(motor_temp_c AS REAL)) FROM t WHERE "
+                "plant != 'P1' AND CAST(motor_temp_c AS REAL) > 40\" > /dev/null"));
   }
 
   std::string table =
@@ -206,18 +212,18 @@ int main(int argc, char** argv) {
     double s = Median(secs[name]);
     double ratio = Median(secs[base]) > 0 ? s / Median(secs[base]) : 0;
     char buf[256];
-    std::snprintf(buf, sizeof buf, "| %s | %.2f | %.0f | %.2f× takt's time | %.0f | %lld |\n", name.c_str(), s,
-                  mb / s, ratio, Median(rss[name]), static_cast<long long>(rows[name]));
+    std::snprintf(buf, sizeof buf, "| %s | %.2f | %.0f | %.2f× takt's time | %.0f | %lld |\n", name.c_str(),
+                  s, mb / s, ratio, Median(rss[name]), static_cast<long long>(rows[name]));
     table += buf;
   };
   for (const char* n : {"takt ingest", "pandas read_csv", "sqlite3 .import"}) line(n, "takt ingest");
   for (const char* n : {"takt governed read", "sqlite3 SELECT (same filter)"}) line(n, "takt governed read");
-  std::string report = "# Ingest and governed read, " + std::to_string(static_cast<int>(mb)) +
-                       " MB CSV (welding telemetry, 11 columns), median of " + std::to_string(repeat) +
-                       " runs\n\n" + table +
-                       "\ntakt ingest = parse + type inference + per-column statistics + zstd column chunks + "
-                       "AES-256-GCM + fsync'd blobs + catalog rows.\n"
-                       "takt governed read = decrypt + decode + row filter + HMAC pseudonyms + generalize + audit.\n";
+  std::string report =
+      "# Ingest and governed read, " + std::to_string(static_cast<int>(mb)) +
+      " MB CSV (welding telemetry, 11 columns), median of " + std::to_string(repeat) + " runs\n\n" + table +
+      "\ntakt ingest = parse + type inference + per-column statistics + zstd column chunks + "
+      "AES-256-GCM + fsync'd blobs + catalog rows.\n"
+      "takt governed read = decrypt + decode + row filter + HMAC pseudonyms + generalize + audit.\n";
   std::cout << report;
   fs::create_directories(fs::path(out_path).parent_path().empty() ? "." : fs::path(out_path).parent_path());
   std::ofstream(out_path) << report;

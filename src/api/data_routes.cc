@@ -27,8 +27,8 @@ Status CheckOwnerOrAdmin(Platform& p, const std::string& dataset, const std::str
   auto owner = p.catalog->OwnerOf(dataset);
   if (!owner) return std::unexpected(owner.error());
   if (*owner == principal || IsAdmin(p, principal)) return Ok();
-  return PermissionDenied(principal + " may not " + std::string(what) + " dataset " + dataset + ": its owner is " +
-                          *owner + " (or an admin)");
+  return PermissionDenied(principal + " may not " + std::string(what) + " dataset " + dataset +
+                          ": its owner is " + *owner + " (or an admin)");
 }
 
 // A streamed request body as a ByteSource.
@@ -49,7 +49,8 @@ Result<bool> BoolParam(const Request& req, std::string_view name) {
   return InvalidArgument(std::string(name) + " must be true or false, not '" + *v + "'");
 }
 
-// "force_kn:float64" → (force_kn, float64); "robot_serial:pii" → (robot_serial, pii); ":telemetry" → ("", telemetry).
+// "force_kn:float64" → (force_kn, float64); "robot_serial:pii" → (robot_serial, pii); ":telemetry" → ("",
+// telemetry).
 Result<std::pair<std::string, std::string>> SplitPair(std::string_view text, std::string_view what) {
   auto colon = text.rfind(':');
   if (colon == std::string_view::npos || colon + 1 == text.size()) {
@@ -61,10 +62,9 @@ Result<std::pair<std::string, std::string>> SplitPair(std::string_view text, std
 Result<catalog::IngestOptions> IngestOptionsFrom(const Request& req) {
   catalog::IngestOptions o;
   std::string_view ct = req.ContentType();
-  o.format = req.Query("format").value_or(ct == "application/x-ndjson" || ct == "application/jsonl" ||
-                                                  ct == "application/json-lines"
-                                              ? "jsonl"
-                                              : "csv");
+  o.format = req.Query("format").value_or(
+      ct == "application/x-ndjson" || ct == "application/jsonl" || ct == "application/json-lines" ? "jsonl"
+                                                                                                  : "csv");
   if (o.format != "csv" && o.format != "jsonl") {
     return InvalidArgument("format '" + o.format + "' is not csv or jsonl");
   }
@@ -116,7 +116,8 @@ Result<catalog::IngestOptions> IngestOptionsFrom(const Json& j) {
     }
   }
   std::string on_error = j.value("on_error", "fail");
-  if (on_error != "fail" && on_error != "skip") return InvalidArgument("options.on_error must be fail or skip");
+  if (on_error != "fail" && on_error != "skip")
+    return InvalidArgument("options.on_error must be fail or skip");
   o.text.on_error = on_error == "skip" ? frame::OnError::kSkip : frame::OnError::kFail;
   o.partition_by = j.value("partition_by", "");
   o.append = j.value("append", false);
@@ -157,7 +158,8 @@ Json ToJson(const catalog::IngestResult& r) {
   j["reused_partitions"] = r.reused_partitions;
   Json changes = Json::array();
   for (const auto& c : r.diff.changes) {
-    changes.push_back({{"column", c.column}, {"kind", c.kind}, {"from", c.from}, {"to", c.to}, {"breaking", c.breaking}});
+    changes.push_back(
+        {{"column", c.column}, {"kind", c.kind}, {"from", c.from}, {"to", c.to}, {"breaking", c.breaking}});
   }
   j["schema_changes"] = changes;
   return j;
@@ -166,10 +168,17 @@ Json ToJson(const catalog::IngestResult& r) {
 Json ToJson(const catalog::Grant& g) {
   Json masks = Json::object();
   for (const auto& [t, m] : g.masks) masks[t] = m;
-  return {{"id", g.id},           {"effect", g.effect},         {"subject", g.subject},
-          {"dataset", g.dataset}, {"columns", g.columns},       {"exclude", g.exclude},
-          {"row_filter", g.row_filter}, {"masks", masks},       {"note", g.note},
-          {"created_by", g.created_by}, {"created_at", g.created_at}};
+  return {{"id", g.id},
+          {"effect", g.effect},
+          {"subject", g.subject},
+          {"dataset", g.dataset},
+          {"columns", g.columns},
+          {"exclude", g.exclude},
+          {"row_filter", g.row_filter},
+          {"masks", masks},
+          {"note", g.note},
+          {"created_by", g.created_by},
+          {"created_at", g.created_at}};
 }
 
 Result<catalog::Grant> GrantFrom(const Json& j) {
@@ -189,10 +198,12 @@ Result<catalog::Grant> GrantFrom(const Json& j) {
     }
   } catch (const std::exception&) {
     return InvalidArgument(
-        "request body: effect, subject, dataset, row_filter and note must be strings, columns and exclude lists "
+        "request body: effect, subject, dataset, row_filter and note must be strings, columns and exclude "
+        "lists "
         "of strings, masks an object of strings");
   }
-  if (g.subject.empty()) return InvalidArgument("a grant needs a subject (--to principal:NAME, group:NAME or project:NAME)");
+  if (g.subject.empty())
+    return InvalidArgument("a grant needs a subject (--to principal:NAME, group:NAME or project:NAME)");
   return g;
 }
 
@@ -206,10 +217,14 @@ Json ToJson(const catalog::AccessPlan& plan) {
     }
     cols.push_back(col);
   }
-  return {{"principal", plan.principal}, {"dataset", plan.dataset},
-          {"version", plan.version},     {"owner", plan.owner},
-          {"columns", cols},             {"row_filter", plan.row_filter ? Json(plan.row_filter_text) : Json(nullptr)},
-          {"grants", plan.grants},       {"notes", plan.notes}};
+  return {{"principal", plan.principal},
+          {"dataset", plan.dataset},
+          {"version", plan.version},
+          {"owner", plan.owner},
+          {"columns", cols},
+          {"row_filter", plan.row_filter ? Json(plan.row_filter_text) : Json(nullptr)},
+          {"grants", plan.grants},
+          {"notes", plan.notes}};
 }
 
 Json ToJson(const frame::ColumnStats& s) {
@@ -298,7 +313,8 @@ void AddDataRoutes(Platform& p, const AddRoute& add) {
         if (ct != "text/csv" && ct != "application/x-ndjson" && ct != "application/jsonl" &&
             ct != "application/json-lines" && ct != "application/octet-stream") {
           return http::ErrorResponse(UnsupportedMedia(
-              "dataset upload: expected Content-Type text/csv or application/x-ndjson, got '" + std::string(ct) + "'"));
+              "dataset upload: expected Content-Type text/csv or application/x-ndjson, got '" +
+              std::string(ct) + "'"));
         }
         if (auto exists = p.catalog->Get(name)) {
           if (auto s = CheckOwnerOrAdmin(p, name, req.principal_id, "add versions to"); !s)
@@ -314,7 +330,8 @@ void AddDataRoutes(Platform& p, const AddRoute& add) {
           source = frame::StringSource(req.body);
         }
         auto r = p.catalog->Ingest(name, *source, *options, req.principal_id);
-        return Render<catalog::IngestResult>(r, [](const auto& x) { return ToJson(x); }, 201);
+        return Render<catalog::IngestResult>(
+            r, [](const auto& x) { return ToJson(x); }, 201);
       },
       size_t{1} << 40, /*stream_body=*/true);
   add("POST", "/api/v1/datasets/{name}/ingest", "dataset:create", [&p](Request& req) {
@@ -322,7 +339,8 @@ void AddDataRoutes(Platform& p, const AddRoute& add) {
     const std::string name = req.path_params["name"];
     auto body = ParseJson(req.body, "request body");
     if (!body) return http::ErrorResponse(body.error());
-    if (!body->is_object()) return http::ErrorResponse(InvalidArgument("request body: expected {source, options}"));
+    if (!body->is_object())
+      return http::ErrorResponse(InvalidArgument("request body: expected {source, options}"));
     auto source = SourceFrom(body->value("source", Json()));
     if (!source) return http::ErrorResponse(source.error());
     auto options = IngestOptionsFrom(body->value("options", Json::object()));
@@ -332,7 +350,8 @@ void AddDataRoutes(Platform& p, const AddRoute& add) {
         return http::ErrorResponse(s.error());
     }
     auto r = p.catalog->IngestFrom(name, *source, *options, req.principal_id);
-    return Render<catalog::IngestResult>(r, [](const auto& x) { return ToJson(x); }, r && r->created ? 201 : 200);
+    return Render<catalog::IngestResult>(
+        r, [](const auto& x) { return ToJson(x); }, r && r->created ? 201 : 200);
   });
   add("GET", "/api/v1/datasets", "dataset:list", [&p](Request&) {
     return Render<std::vector<catalog::Dataset>>(p.catalog->List(), [](const auto& v) {
@@ -357,16 +376,19 @@ void AddDataRoutes(Platform& p, const AddRoute& add) {
   add("PATCH", "/api/v1/datasets/{name}", "dataset:update", [&p](Request& req) {
     if (auto s = RequireJson(req); !s) return http::ErrorResponse(s.error());
     const std::string name = req.path_params["name"];
-    if (auto s = CheckOwnerOrAdmin(p, name, req.principal_id, "update"); !s) return http::ErrorResponse(s.error());
+    if (auto s = CheckOwnerOrAdmin(p, name, req.principal_id, "update"); !s)
+      return http::ErrorResponse(s.error());
     auto body = ParseJson(req.body, "request body");
     if (!body) return http::ErrorResponse(body.error());
     std::optional<std::string> description, owner;
     if (body->contains("description")) {
-      if (!(*body)["description"].is_string()) return http::ErrorResponse(InvalidArgument("description must be a string"));
+      if (!(*body)["description"].is_string())
+        return http::ErrorResponse(InvalidArgument("description must be a string"));
       description = (*body)["description"].get<std::string>();
     }
     if (body->contains("owner")) {
-      if (!(*body)["owner"].is_string()) return http::ErrorResponse(InvalidArgument("owner must be a string"));
+      if (!(*body)["owner"].is_string())
+        return http::ErrorResponse(InvalidArgument("owner must be a string"));
       owner = (*body)["owner"].get<std::string>();
     }
     if (auto s = p.catalog->Update(name, description, owner); !s) return http::ErrorResponse(s.error());
@@ -375,7 +397,8 @@ void AddDataRoutes(Platform& p, const AddRoute& add) {
   add("POST", "/api/v1/datasets/{name}/tags", "dataset:update", [&p](Request& req) {
     if (auto s = RequireJson(req); !s) return http::ErrorResponse(s.error());
     const std::string name = req.path_params["name"];
-    if (auto s = CheckOwnerOrAdmin(p, name, req.principal_id, "tag"); !s) return http::ErrorResponse(s.error());
+    if (auto s = CheckOwnerOrAdmin(p, name, req.principal_id, "tag"); !s)
+      return http::ErrorResponse(s.error());
     auto body = ParseJson(req.body, "request body");
     if (!body) return http::ErrorResponse(body.error());
     std::vector<catalog::ColumnTag> tags;
@@ -401,7 +424,8 @@ void AddDataRoutes(Platform& p, const AddRoute& add) {
     if (!d) return http::ErrorResponse(d.error());
     Json changes = Json::array();
     for (const auto& c : d->changes) {
-      changes.push_back({{"column", c.column}, {"kind", c.kind}, {"from", c.from}, {"to", c.to}, {"breaking", c.breaking}});
+      changes.push_back(
+          {{"column", c.column}, {"kind", c.kind}, {"from", c.from}, {"to", c.to}, {"breaking", c.breaking}});
     }
     return JsonOk({{"changes", changes}, {"breaking", d->breaking()}, {"summary", d->Summary()}});
   });
@@ -424,7 +448,8 @@ void AddDataRoutes(Platform& p, const AddRoute& add) {
     if (who != req.principal_id) {
       auto me = p.iam->Get(req.principal_id);
       if (!me || !iam::Authorize(*me, "grant:list").allowed) {
-        return http::ErrorResponse(PermissionDenied("explaining another principal's access needs grant:list"));
+        return http::ErrorResponse(
+            PermissionDenied("explaining another principal's access needs grant:list"));
       }
     }
     auto version = IntParam(req, "version", 0);
@@ -456,9 +481,9 @@ void AddDataRoutes(Platform& p, const AddRoute& add) {
     if (!read) return Audited(http::ErrorResponse(read.error()));
     Response res;
     res.content_type = format == "csv" ? "text/csv" : "application/x-ndjson";
-    res.headers.emplace_back("Content-Disposition",
-                             "attachment; filename=\"" + r->dataset + "-v" +
-                                 std::to_string((*read)->version().version) + "." + format + "\"");
+    res.headers.emplace_back("Content-Disposition", "attachment; filename=\"" + r->dataset + "-v" +
+                                                        std::to_string((*read)->version().version) + "." +
+                                                        format + "\"");
     std::shared_ptr<catalog::GovernedRead> stream(std::move(*read));
     auto header_sent = std::make_shared<bool>(false);
     res.stream = [stream, header_sent, format](std::string& out) -> Result<bool> {
@@ -466,7 +491,8 @@ void AddDataRoutes(Platform& p, const AddRoute& add) {
       if (!batch) {
         if (!*header_sent && format == "csv") {
           frame::Table empty;
-          for (const auto& f : stream->schema().fields) empty.columns.push_back(frame::Column{f, {}, {}, {}, {}});
+          for (const auto& f : stream->schema().fields)
+            empty.columns.push_back(frame::Column{f, {}, {}, {}, {}});
           out = frame::WriteCsv(empty);
         }
         return false;
@@ -493,7 +519,8 @@ void AddDataRoutes(Platform& p, const AddRoute& add) {
     }
     auto body = ParseJson(req.body, "request body");
     if (!body) return http::ErrorResponse(body.error());
-    if (!body->is_object()) return http::ErrorResponse(InvalidArgument("request body: expected {cron, source, options}"));
+    if (!body->is_object())
+      return http::ErrorResponse(InvalidArgument("request body: expected {cron, source, options}"));
     catalog::IngestSchedule s;
     s.dataset = name;
     if (!body->contains("cron") || !(*body)["cron"].is_string())
@@ -505,16 +532,16 @@ void AddDataRoutes(Platform& p, const AddRoute& add) {
     auto options = IngestOptionsFrom(body->value("options", Json::object()));
     if (!options) return http::ErrorResponse(options.error());
     s.options = *options;
-    return Render<catalog::IngestSchedule>(p.catalog->CreateSchedule(s, req.principal_id),
-                                           [](const auto& x) { return ToJson(x); }, 201);
+    return Render<catalog::IngestSchedule>(
+        p.catalog->CreateSchedule(s, req.principal_id), [](const auto& x) { return ToJson(x); }, 201);
   });
   add("GET", "/api/v1/schedules", "dataset:list", [&p](Request& req) {
-    return Render<std::vector<catalog::IngestSchedule>>(p.catalog->ListSchedules(req.Query("dataset").value_or("")),
-                                                        [](const auto& v) {
-                                                          Json a = Json::array();
-                                                          for (const auto& x : v) a.push_back(ToJson(x));
-                                                          return a;
-                                                        });
+    return Render<std::vector<catalog::IngestSchedule>>(
+        p.catalog->ListSchedules(req.Query("dataset").value_or("")), [](const auto& v) {
+          Json a = Json::array();
+          for (const auto& x : v) a.push_back(ToJson(x));
+          return a;
+        });
   });
   add("POST", "/api/v1/schedules/{id}/run", "dataset:schedule", [&p](Request& req) {
     return Render<catalog::IngestResult>(p.catalog->RunSchedule(req.path_params["id"]),
@@ -536,8 +563,8 @@ void AddDataRoutes(Platform& p, const AddRoute& add) {
       if (auto s = CheckOwnerOrAdmin(p, g->dataset, req.principal_id, "grant access to"); !s)
         return http::ErrorResponse(s.error());
     }
-    return Render<catalog::Grant>(p.catalog->CreateGrant(*g, req.principal_id),
-                                  [](const auto& x) { return ToJson(x); }, 201);
+    return Render<catalog::Grant>(
+        p.catalog->CreateGrant(*g, req.principal_id), [](const auto& x) { return ToJson(x); }, 201);
   });
   add("GET", "/api/v1/grants", "grant:list", [&p](Request& req) {
     return Render<std::vector<catalog::Grant>>(
@@ -558,8 +585,9 @@ void AddDataRoutes(Platform& p, const AddRoute& add) {
       bool owner = false;
       if (auto o = p.catalog->OwnerOf(it->dataset)) owner = *o == req.principal_id;
       if (!owner) {
-        return http::ErrorResponse(PermissionDenied("grant " + id + " was made by " + it->created_by +
-                                                    ": only they, the dataset's owner or an admin may revoke it"));
+        return http::ErrorResponse(
+            PermissionDenied("grant " + id + " was made by " + it->created_by +
+                             ": only they, the dataset's owner or an admin may revoke it"));
       }
     }
     if (auto s = p.catalog->DeleteGrant(id); !s) return http::ErrorResponse(s.error());
@@ -578,15 +606,13 @@ void AddDataRoutes(Platform& p, const AddRoute& add) {
     return members;
   };
   auto group_json = [](const iam::Group& g) {
-    return Json{{"name", g.name}, {"members", g.members}, {"created_by", g.created_by}, {"created_at", g.created_at}};
+    return Json{
+        {"name", g.name}, {"members", g.members}, {"created_by", g.created_by}, {"created_at", g.created_at}};
   };
   auto project_json = [](const iam::Project& x) {
-    return Json{{"name", x.name},
-                {"description", x.description},
-                {"service_principal", x.service_principal},
-                {"members", x.members},
-                {"created_by", x.created_by},
-                {"created_at", x.created_at}};
+    return Json{
+        {"name", x.name},       {"description", x.description}, {"service_principal", x.service_principal},
+        {"members", x.members}, {"created_by", x.created_by},   {"created_at", x.created_at}};
   };
   add("POST", "/api/v1/groups", "group:create", [&p, members_of, group_json](Request& req) {
     if (auto s = RequireJson(req); !s) return http::ErrorResponse(s.error());
@@ -596,8 +622,8 @@ void AddDataRoutes(Platform& p, const AddRoute& add) {
       return http::ErrorResponse(InvalidArgument("request body: name is required"));
     auto members = members_of(*body);
     if (!members) return http::ErrorResponse(members.error());
-    return Render<iam::Group>(p.iam->CreateGroup((*body)["name"].get<std::string>(), *members, req.principal_id),
-                              group_json, 201);
+    return Render<iam::Group>(
+        p.iam->CreateGroup((*body)["name"].get<std::string>(), *members, req.principal_id), group_json, 201);
   });
   add("GET", "/api/v1/groups", "group:list", [&p, group_json](Request&) {
     return Render<std::vector<iam::Group>>(p.iam->ListGroups(), [&](const auto& v) {
@@ -640,7 +666,8 @@ void AddDataRoutes(Platform& p, const AddRoute& add) {
       if (!body->is_object() || !body->contains("principal") || !(*body)["principal"].is_string())
         return http::ErrorResponse(InvalidArgument("request body: principal is required"));
       const std::string who = (*body)["principal"].get<std::string>();
-      const bool remove = body->contains("remove") && (*body)["remove"].is_boolean() && (*body)["remove"].get<bool>();
+      const bool remove =
+          body->contains("remove") && (*body)["remove"].is_boolean() && (*body)["remove"].get<bool>();
       Status s = remove ? p.iam->RemoveMember(k, req.path_params["name"], who)
                         : p.iam->AddMember(k, req.path_params["name"], who);
       if (!s) return http::ErrorResponse(s.error());
@@ -665,7 +692,8 @@ void AddDataRoutes(Platform& p, const AddRoute& add) {
     if (!g) return http::ErrorResponse(g.error());
     Json edges = Json::array();
     for (const auto& e : g->edges) {
-      edges.push_back({{"from", e.from}, {"to", e.to}, {"relation", e.relation}, {"label", e.label}, {"time", e.time}});
+      edges.push_back(
+          {{"from", e.from}, {"to", e.to}, {"relation", e.relation}, {"label", e.label}, {"time", e.time}});
     }
     return JsonOk({{"node", *node}, {"direction", dir}, {"edges", edges}});
   });

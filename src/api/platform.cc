@@ -35,9 +35,9 @@ Result<std::unique_ptr<Platform>> Assemble(const Config& config) {
   TAKT_ASSIGN_OR_RETURN(p->blobs,
                         blob::BlobStore::Open(fs::path(config.data_dir) / "blobs", p->keyring.get()));
   p->iam = std::make_unique<iam::IamService>(p->db.get());
-  p->catalog = std::make_unique<catalog::CatalogService>(p->db.get(), p->blobs.get(), p->keyring.get(),
-                                                         p->iam.get(),
-                                                         catalog::CatalogOptions{config.LandingPath()});
+  p->catalog =
+      std::make_unique<catalog::CatalogService>(p->db.get(), p->blobs.get(), p->keyring.get(), p->iam.get(),
+                                                catalog::CatalogOptions{config.LandingPath()});
   p->events = std::make_unique<events::EventBus>(p->db.get());
   p->registry = std::make_unique<registry::RegistryService>(p->db.get());
   p->serving = std::make_unique<serving::ServingService>(p->db.get(), p->blobs.get(), p->registry.get());

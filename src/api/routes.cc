@@ -46,7 +46,8 @@ Json ToJson(const iam::Principal& p) {
 Json SchemaJson(const frame::Schema& schema) {
   Json out = Json::array();
   for (const auto& f : schema.fields) {
-    out.push_back({{"name", f.name}, {"type", std::string(frame::TypeName(f.type))}, {"nullable", f.nullable}});
+    out.push_back(
+        {{"name", f.name}, {"type", std::string(frame::TypeName(f.type))}, {"nullable", f.nullable}});
   }
   return out;
 }
@@ -404,15 +405,16 @@ std::shared_ptr<http::Router> BuildRouter(Platform& p) {
     return Render<std::vector<iam::AuditRecord>>(p.iam->ListAudit(q), [](const auto& v) {
       Json a = Json::array();
       for (const auto& r : v) {
-        a.push_back({{"id", r.id},
-                     {"time", r.time},
-                     {"principal", r.principal},
-                     {"action", r.action},
-                     {"resource", r.resource},
-                     {"allowed", r.allowed},
-                     {"status", r.status},
-                     {"detail", r.detail},
-                     {"access", r.access_json.empty() ? Json(nullptr) : Json::parse(r.access_json, nullptr, false)}});
+        a.push_back(
+            {{"id", r.id},
+             {"time", r.time},
+             {"principal", r.principal},
+             {"action", r.action},
+             {"resource", r.resource},
+             {"allowed", r.allowed},
+             {"status", r.status},
+             {"detail", r.detail},
+             {"access", r.access_json.empty() ? Json(nullptr) : Json::parse(r.access_json, nullptr, false)}});
       }
       return a;
     });

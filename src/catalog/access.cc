@@ -57,7 +57,8 @@ std::set<std::string> Resolve(const std::vector<std::string>& refs, const frame:
     if (IsTagRef(ref)) {
       const std::string tag = ref.substr(4);
       for (const auto& [col, tags] : d.column_tags) {
-        if (std::find(tags.begin(), tags.end(), tag) != tags.end() && schema.IndexOf(col) >= 0) out.insert(col);
+        if (std::find(tags.begin(), tags.end(), tag) != tags.end() && schema.IndexOf(col) >= 0)
+          out.insert(col);
       }
     } else if (schema.IndexOf(ref) >= 0) {
       out.insert(ref);
@@ -93,7 +94,8 @@ Status ValidateSubject(const iam::IamService& iam, const std::string& subject) {
   if (subject == "*") return Ok();  // everyone but the owner (a public dataset, or a mask rule)
   auto colon = subject.find(':');
   if (colon == std::string::npos) {
-    return InvalidArgument("subject '" + subject + "' must be principal:<name>, group:<name>, project:<name> or *");
+    return InvalidArgument("subject '" + subject +
+                           "' must be principal:<name>, group:<name>, project:<name> or *");
   }
   const std::string kind = subject.substr(0, colon), name = subject.substr(colon + 1);
   if (kind == "principal") {
@@ -108,7 +110,8 @@ Status ValidateSubject(const iam::IamService& iam, const std::string& subject) {
     TAKT_RETURN_IF_ERROR(iam.GetProject(name));
     return Ok();
   }
-  return InvalidArgument("subject '" + subject + "' must be principal:<name>, group:<name>, project:<name> or *");
+  return InvalidArgument("subject '" + subject +
+                         "' must be principal:<name>, group:<name>, project:<name> or *");
 }
 
 }  // namespace
@@ -174,7 +177,8 @@ Result<Grant> CatalogService::CreateGrant(Grant g, const std::string& principal)
       if (!unknown.empty()) {
         std::string names;
         for (const auto& u : unknown) names += (names.empty() ? "'" : ", '") + u + "'";
-        return InvalidArgument("dataset " + d.name + " v" + std::to_string(v.version) + " has no column " + names);
+        return InvalidArgument("dataset " + d.name + " v" + std::to_string(v.version) + " has no column " +
+                               names);
       }
       if (filter) {
         auto bound = filter->Bind(v.schema);
@@ -194,15 +198,15 @@ Result<Grant> CatalogService::CreateGrant(Grant g, const std::string& principal)
   for (const auto& [target, m] : masks) masks_json.push_back({target, m.ToString()});
   g.masks.clear();
   for (const auto& [target, m] : masks) g.masks.emplace_back(target, m.ToString());
-  TAKT_RETURN_IF_ERROR(db_->Exec(std::string("INSERT INTO grants (") + kGrantColumns +
-                                     ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                                 {g.id, g.effect, g.subject, g.dataset, Json(g.columns).dump(),
-                                  Json(g.exclude).dump(), g.row_filter, masks_json.dump(), g.note, g.created_by,
-                                  g.created_at}));
+  TAKT_RETURN_IF_ERROR(db_->Exec(
+      std::string("INSERT INTO grants (") + kGrantColumns + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      {g.id, g.effect, g.subject, g.dataset, Json(g.columns).dump(), Json(g.exclude).dump(), g.row_filter,
+       masks_json.dump(), g.note, g.created_by, g.created_at}));
   return g;
 }
 
-Result<std::vector<Grant>> CatalogService::ListGrants(std::string_view dataset, std::string_view subject) const {
+Result<std::vector<Grant>> CatalogService::ListGrants(std::string_view dataset,
+                                                      std::string_view subject) const {
   std::string sql = std::string("SELECT ") + kGrantColumns + " FROM grants WHERE 1=1";
   std::vector<store::Value> params;
   if (!dataset.empty()) {
@@ -248,8 +252,8 @@ Result<AccessPlan> CatalogService::PlanAccess(std::string_view principal, std::s
   // Deny on the whole dataset wins over everything.
   for (const auto& g : applicable) {
     if (g.effect == "deny" && g.columns.empty() && g.exclude.empty()) {
-      return PermissionDenied(std::string(principal) + " may not read dataset " + d.name + ": explicit deny " +
-                              g.id + " for " + g.subject);
+      return PermissionDenied(std::string(principal) + " may not read dataset " + d.name +
+                              ": explicit deny " + g.id + " for " + g.subject);
     }
   }
 

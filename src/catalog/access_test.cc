@@ -49,8 +49,9 @@ class AccessTest : public ::testing::Test {
     ASSERT_TRUE(r.has_value()) << r.error().ToString();
   }
 
-  Result<Grant> GrantTo(const std::string& subject, std::string effect = "allow", std::vector<std::string> cols = {},
-                        std::string filter = "", std::vector<std::pair<std::string, std::string>> masks = {},
+  Result<Grant> GrantTo(const std::string& subject, std::string effect = "allow",
+                        std::vector<std::string> cols = {}, std::string filter = "",
+                        std::vector<std::pair<std::string, std::string>> masks = {},
                         std::string dataset = "weld-telemetry") {
     Grant g;
     g.effect = std::move(effect);
@@ -62,7 +63,8 @@ class AccessTest : public ::testing::Test {
     return catalog_->CreateGrant(g, "dana");
   }
 
-  Result<frame::Table> ReadAs(const std::string& who, std::string where = "", std::vector<std::string> cols = {}) {
+  Result<frame::Table> ReadAs(const std::string& who, std::string where = "",
+                              std::vector<std::string> cols = {}) {
     ReadRequest r;
     r.principal = who;
     r.dataset = "weld-telemetry";
@@ -127,8 +129,8 @@ TEST_F(AccessTest, ProjectGrantWithHashedPiiIsStableAndAudited) {
 
   auto audits = Audits();
   ASSERT_GE(audits.size(), 2u);
-  auto access = Json::parse(audits.front().access_json == "" ? audits[1].access_json : audits.front().access_json,
-                            nullptr, false);
+  auto access = Json::parse(
+      audits.front().access_json == "" ? audits[1].access_json : audits.front().access_json, nullptr, false);
   bool found = false;
   for (const auto& a : audits) {
     if (a.principal != "sam" || a.access_json.empty()) continue;
@@ -186,7 +188,7 @@ TEST_F(AccessTest, RowFiltersOrAcrossGrantsAndAnUnfilteredGrantShowsAll) {
 }
 
 TEST_F(AccessTest, AMaskedColumnStaysMaskedAndTheStrongestMaskWins) {
-  ASSERT_TRUE(GrantTo("principal:eve", "allow"));                               // unmasked
+  ASSERT_TRUE(GrantTo("principal:eve", "allow"));  // unmasked
   ASSERT_TRUE(GrantTo("group:analysts", "allow", {}, "", {{"robot_serial", "partial:2"}}));
   auto t = ReadAs("eve");
   ASSERT_TRUE(t.has_value());
@@ -254,7 +256,8 @@ TEST_F(AccessTest, StatisticsAreGovernedToo) {
   ASSERT_TRUE(owner.has_value()) << owner.error().ToString();
   EXPECT_EQ(owner->rows, 4);
   EXPECT_TRUE(owner->masked.empty());
-  ASSERT_TRUE(GrantTo("project:weld-pm", "allow", {"robot_serial", "force_kn"}, "", {{"robot_serial", "hash"}}));
+  ASSERT_TRUE(
+      GrantTo("project:weld-pm", "allow", {"robot_serial", "force_kn"}, "", {{"robot_serial", "hash"}}));
   auto sam = catalog_->Stats("sam", "weld-telemetry", 0);
   ASSERT_TRUE(sam.has_value()) << sam.error().ToString();
   EXPECT_EQ(sam->columns.size(), 2u);

@@ -15,7 +15,8 @@ namespace {
 bool ValidNameChars(std::string_view name, bool allow_underscore) {
   bool ok = !name.empty() && name.size() <= 63 && name[0] >= 'a' && name[0] <= 'z';
   for (char c : name)
-    ok = ok && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || (allow_underscore && c == '_'));
+    ok = ok &&
+         ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || (allow_underscore && c == '_'));
   return ok;
 }
 
@@ -32,8 +33,9 @@ Status ValidateDatasetName(std::string_view name) {
 
 Status ValidateTag(std::string_view tag) {
   if (!ValidNameChars(tag, true)) {
-    return InvalidArgument("tag '" + std::string(tag) +
-                           "' is invalid: use 1-63 lowercase letters, digits, '-' and '_', starting with a letter");
+    return InvalidArgument(
+        "tag '" + std::string(tag) +
+        "' is invalid: use 1-63 lowercase letters, digits, '-' and '_', starting with a letter");
   }
   return Ok();
 }
@@ -112,8 +114,8 @@ SchemaDiff DiffSchemas(const frame::Schema& from, const frame::Schema& to) {
     }
     const auto& g = to.fields[i];
     if (g.type != f.type) {
-      diff.changes.push_back(
-          {f.name, "retyped", std::string(frame::TypeName(f.type)), std::string(frame::TypeName(g.type)), true});
+      diff.changes.push_back({f.name, "retyped", std::string(frame::TypeName(f.type)),
+                              std::string(frame::TypeName(g.type)), true});
     } else if (g.nullable && !f.nullable) {
       diff.changes.push_back({f.name, "nullable", "non-nullable", "nullable", false});
     }
@@ -158,22 +160,27 @@ Status CatalogService::Migrate() {
         "ALTER TABLE dataset_versions ADD COLUMN partition_by TEXT NOT NULL DEFAULT '';"
         "ALTER TABLE dataset_versions ADD COLUMN rows_skipped INTEGER NOT NULL DEFAULT 0;"
         "ALTER TABLE dataset_versions ADD COLUMN stats_blob TEXT NOT NULL DEFAULT '';"
-        "CREATE TABLE dataset_partitions (dataset TEXT NOT NULL, version INTEGER NOT NULL, partition_key TEXT "
+        "CREATE TABLE dataset_partitions (dataset TEXT NOT NULL, version INTEGER NOT NULL, partition_key "
+        "TEXT "
         "NOT NULL, rows INTEGER NOT NULL, source_hash TEXT NOT NULL, stats_blob TEXT NOT NULL, PRIMARY KEY "
         "(dataset, version, partition_key), FOREIGN KEY (dataset, version) REFERENCES "
         "dataset_versions(dataset, version));"
-        "CREATE TABLE dataset_segments (dataset TEXT NOT NULL, version INTEGER NOT NULL, seq INTEGER NOT NULL, "
+        "CREATE TABLE dataset_segments (dataset TEXT NOT NULL, version INTEGER NOT NULL, seq INTEGER NOT "
+        "NULL, "
         "partition_key TEXT NOT NULL, blob_id TEXT NOT NULL, rows INTEGER NOT NULL, stored_bytes INTEGER NOT "
         "NULL, PRIMARY KEY (dataset, version, seq), FOREIGN KEY (dataset, version) REFERENCES "
         "dataset_versions(dataset, version));"
         // Versions of the first layout were one blob each: one segment now.
         "INSERT INTO dataset_segments (dataset, version, seq, partition_key, blob_id, rows, stored_bytes) "
         "SELECT dataset, version, 0, '', blob_id, rows, stored_bytes FROM dataset_versions;"
-        "CREATE TABLE dataset_tags (dataset TEXT NOT NULL REFERENCES datasets(name), column_name TEXT NOT NULL, "
+        "CREATE TABLE dataset_tags (dataset TEXT NOT NULL REFERENCES datasets(name), column_name TEXT NOT "
+        "NULL, "
         "tag TEXT NOT NULL, PRIMARY KEY (dataset, column_name, tag));"
         "CREATE INDEX dataset_tags_tag ON dataset_tags (tag);"
-        "CREATE TABLE grants (id TEXT PRIMARY KEY, effect TEXT NOT NULL, subject TEXT NOT NULL, dataset TEXT NOT "
-        "NULL, columns_json TEXT NOT NULL, exclude_json TEXT NOT NULL, row_filter TEXT NOT NULL, masks_json TEXT "
+        "CREATE TABLE grants (id TEXT PRIMARY KEY, effect TEXT NOT NULL, subject TEXT NOT NULL, dataset TEXT "
+        "NOT "
+        "NULL, columns_json TEXT NOT NULL, exclude_json TEXT NOT NULL, row_filter TEXT NOT NULL, masks_json "
+        "TEXT "
         "NOT NULL, note TEXT NOT NULL, created_by TEXT NOT NULL, created_at TEXT NOT NULL);"
         "CREATE INDEX grants_subject ON grants (subject);"
         "CREATE TABLE ingest_schedules (id TEXT PRIMARY KEY, dataset TEXT NOT NULL, cron TEXT NOT NULL, "
@@ -241,9 +248,10 @@ Result<DatasetVersion> CatalogService::GetVersion(std::string_view name, int ver
 }
 
 Result<std::vector<Segment>> CatalogService::SegmentsOf(std::string_view dataset, int version) const {
-  TAKT_ASSIGN_OR_RETURN(auto rows, db_->Query("SELECT partition_key, blob_id, rows, stored_bytes FROM "
-                                              "dataset_segments WHERE dataset = ? AND version = ? ORDER BY seq",
-                                              {std::string(dataset), int64_t{version}}));
+  TAKT_ASSIGN_OR_RETURN(auto rows,
+                        db_->Query("SELECT partition_key, blob_id, rows, stored_bytes FROM "
+                                   "dataset_segments WHERE dataset = ? AND version = ? ORDER BY seq",
+                                   {std::string(dataset), int64_t{version}}));
   std::vector<Segment> out;
   out.reserve(rows.size());
   for (const auto& r : rows) out.push_back({r.Text(0), r.Text(1), r.Int(2), r.Int(3)});
@@ -256,9 +264,11 @@ Status CatalogService::Update(std::string_view name, const std::optional<std::st
   if (owner) TAKT_RETURN_IF_ERROR(iam_->Get(*owner));
   return db_->Transaction([&](store::Database& tx) -> Status {
     if (description) {
-      TAKT_RETURN_IF_ERROR(tx.Exec("UPDATE datasets SET description = ? WHERE name = ?", {*description, d.name}));
+      TAKT_RETURN_IF_ERROR(
+          tx.Exec("UPDATE datasets SET description = ? WHERE name = ?", {*description, d.name}));
     }
-    if (owner) TAKT_RETURN_IF_ERROR(tx.Exec("UPDATE datasets SET owner = ? WHERE name = ?", {*owner, d.name}));
+    if (owner)
+      TAKT_RETURN_IF_ERROR(tx.Exec("UPDATE datasets SET owner = ? WHERE name = ?", {*owner, d.name}));
     return Ok();
   });
 }
@@ -276,24 +286,25 @@ Status CatalogService::Tag(std::string_view name, const std::vector<ColumnTag>& 
       return InvalidArgument("dataset " + d.name + " has no column '" + t.column + "'");
     }
   }
-  return db_->Transaction([&](store::Database& tx) -> Status {
-    return internal::WriteTags(tx, d.name, tags, remove);
-  });
+  return db_->Transaction(
+      [&](store::Database& tx) -> Status { return internal::WriteTags(tx, d.name, tags, remove); });
 }
 
 Result<SchemaDiff> CatalogService::Diff(std::string_view name, int from, int to) const {
   TAKT_ASSIGN_OR_RETURN(Dataset d, Get(name));
   if (to == 0) to = d.latest_version;
   if (from == 0) from = to - 1;
-  if (from < 1) return InvalidArgument("dataset " + d.name + " v" + std::to_string(to) + " has no predecessor");
+  if (from < 1)
+    return InvalidArgument("dataset " + d.name + " v" + std::to_string(to) + " has no predecessor");
   TAKT_ASSIGN_OR_RETURN(auto a, GetVersion(d.name, from));
   TAKT_ASSIGN_OR_RETURN(auto b, GetVersion(d.name, to));
   return DiffSchemas(a.schema, b.schema);
 }
 
 Result<std::string> CatalogService::OwnerOf(std::string_view dataset) const {
-  TAKT_ASSIGN_OR_RETURN(auto r, db_->QueryOne("SELECT owner FROM datasets WHERE name = ?", {std::string(dataset)},
-                                              "dataset " + std::string(dataset) + " does not exist"));
+  TAKT_ASSIGN_OR_RETURN(auto r,
+                        db_->QueryOne("SELECT owner FROM datasets WHERE name = ?", {std::string(dataset)},
+                                      "dataset " + std::string(dataset) + " does not exist"));
   return r.Text(0);
 }
 
@@ -328,11 +339,13 @@ Result<DatasetVersion> VersionFromRow(const store::Row& r) {
   return v;
 }
 
-Status WriteTags(store::Database& tx, const std::string& dataset, const std::vector<ColumnTag>& tags, bool remove) {
+Status WriteTags(store::Database& tx, const std::string& dataset, const std::vector<ColumnTag>& tags,
+                 bool remove) {
   for (const auto& t : tags) {
     if (remove) {
-      TAKT_RETURN_IF_ERROR(tx.Exec("DELETE FROM dataset_tags WHERE dataset = ? AND column_name = ? AND tag = ?",
-                                   {dataset, t.column, t.tag}));
+      TAKT_RETURN_IF_ERROR(
+          tx.Exec("DELETE FROM dataset_tags WHERE dataset = ? AND column_name = ? AND tag = ?",
+                  {dataset, t.column, t.tag}));
     } else {
       TAKT_RETURN_IF_ERROR(tx.Exec(
           "INSERT INTO dataset_tags (dataset, column_name, tag) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",

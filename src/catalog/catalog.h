@@ -60,7 +60,7 @@ struct Dataset {
   std::string owner;
   std::string created_at;
   int latest_version = 0;
-  std::vector<std::string> tags;                               // on the dataset
+  std::vector<std::string> tags;                                // on the dataset
   std::map<std::string, std::vector<std::string>> column_tags;  // column → tags
 };
 
@@ -153,10 +153,10 @@ struct IngestResult {
 // Where rows come from on the server side. Paths must lie under the
 // catalog's landing root (symlinks resolved).
 struct SourceSpec {
-  std::string kind;   // "file", "dir", "sqlite", "postgres"
-  std::string path;   // file, dir, sqlite
-  std::string url;    // postgres conninfo (a secret: never logged or recorded)
-  std::string query;  // sqlite, postgres
+  std::string kind;              // "file", "dir", "sqlite", "postgres"
+  std::string path;              // file, dir, sqlite
+  std::string url;               // postgres conninfo (a secret: never logged or recorded)
+  std::string query;             // sqlite, postgres
   std::string Describe() const;  // for records, without secrets
 };
 
@@ -201,8 +201,8 @@ struct AccessPlan {
   std::string principal;
   std::string dataset;
   int version = 0;
-  bool owner = false;                // the dataset's owner reads everything, unfiltered
-  std::vector<ColumnAccess> columns;  // in schema order
+  bool owner = false;                           // the dataset's owner reads everything, unfiltered
+  std::vector<ColumnAccess> columns;            // in schema order
   std::optional<policy::Predicate> row_filter;  // bound; nullopt: every row
   std::string row_filter_text;                  // with literals of masked columns withheld
   std::vector<std::string> grants;              // ids of the grants that apply
@@ -257,7 +257,7 @@ struct IngestSchedule {
   std::string id;  // "s-..."
   std::string dataset;
   std::string cron;
-  SourceSpec source;     // secrets sealed at rest
+  SourceSpec source;      // secrets sealed at rest
   IngestOptions options;  // format, partitioning, append, types
   std::string owner;
   std::string created_at;
@@ -280,14 +280,14 @@ class CatalogService {
 
   // --- ingest. Bad input: InvalidArgument naming line and column; nothing is
   // written (a failed ingest may leave unreferenced blobs, never a version).
-  Result<IngestResult> Ingest(const std::string& name, frame::ByteSource& source, const IngestOptions& options,
-                              const std::string& principal);
+  Result<IngestResult> Ingest(const std::string& name, frame::ByteSource& source,
+                              const IngestOptions& options, const std::string& principal);
   Result<IngestResult> IngestBatches(const std::string& name, frame::BatchReader& reader,
                                      const IngestOptions& options, const std::string& principal,
                                      const std::string& content_hash);
   // file, dir, sqlite, postgres.
-  Result<IngestResult> IngestFrom(const std::string& name, const SourceSpec& source, const IngestOptions& options,
-                                  const std::string& principal);
+  Result<IngestResult> IngestFrom(const std::string& name, const SourceSpec& source,
+                                  const IngestOptions& options, const std::string& principal);
   // Small uploads (tests): CSV text, options defaulted.
   Result<DatasetVersion> IngestCsv(const std::string& name, std::string_view csv, const std::string& source,
                                    const std::string& principal, const std::string& description = "");
@@ -295,7 +295,7 @@ class CatalogService {
   // --- metadata
   Result<std::vector<Dataset>> List() const;
   Result<Dataset> Get(std::string_view name) const;
-  Result<std::vector<DatasetVersion>> Versions(std::string_view name) const;  // without segments
+  Result<std::vector<DatasetVersion>> Versions(std::string_view name) const;    // without segments
   Result<DatasetVersion> GetVersion(std::string_view name, int version) const;  // 0: latest
   // Owner or admin only (checked by the caller's persona for admin).
   Status Update(std::string_view name, const std::optional<std::string>& description,

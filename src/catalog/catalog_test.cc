@@ -69,7 +69,8 @@ class CatalogTest : public ::testing::Test {
   }
 
   // A governed read as the dataset's owner: every column, every row.
-  Result<frame::Table> Read(const std::string& name, int version, const std::vector<std::string>* cols = nullptr,
+  Result<frame::Table> Read(const std::string& name, int version,
+                            const std::vector<std::string>* cols = nullptr,
                             const CatalogService* catalog = nullptr) {
     ReadRequest req;
     req.principal = "dana";

@@ -177,9 +177,10 @@ class VersionBuilder {
         if (incoming.IndexOf(f.name) < 0) removed += (removed.empty() ? "" : ", ") + f.name;
       }
       if (!removed.empty()) {
-        return InvalidArgument("dataset " + dataset_ + ": the source lacks column(s) " + removed + " of v" +
-                               std::to_string(previous_->version) +
-                               ": removing a column is a breaking change; pass --allow-breaking to accept it");
+        return InvalidArgument(
+            "dataset " + dataset_ + ": the source lacks column(s) " + removed + " of v" +
+            std::to_string(previous_->version) +
+            ": removing a column is a breaking change; pass --allow-breaking to accept it");
       }
     }
     return Ok();
@@ -223,7 +224,8 @@ class VersionBuilder {
       m[r] = 1;
     }
     if (masks.size() > 10000) {
-      return InvalidArgument("partition by " + spec_.column + " makes more than 10000 partitions in one batch: "
+      return InvalidArgument("partition by " + spec_.column +
+                             " makes more than 10000 partitions in one batch: "
                              "choose a coarser partition column");
     }
     for (auto& [key, keep] : masks) TAKT_RETURN_IF_ERROR(AddTo(key, frame::SelectRows(batch, keep)));
@@ -285,8 +287,9 @@ class VersionBuilder {
       result.written_partitions.push_back(key);
     }
     if (parts.empty() || std::all_of(parts.begin(), parts.end(), [](const auto& p) { return p.rows == 0; })) {
-      return InvalidArgument("ingesting " + dataset_ + " from " + options_.source_label + ": no data rows" +
-                             (rows_skipped > 0 ? " (" + std::to_string(rows_skipped) + " rows skipped)" : ""));
+      return InvalidArgument(
+          "ingesting " + dataset_ + " from " + options_.source_label + ": no data rows" +
+          (rows_skipped > 0 ? " (" + std::to_string(rows_skipped) + " rows skipped)" : ""));
     }
 
     // The version's schema: with reused partitions it is the union, and a
@@ -355,21 +358,24 @@ class VersionBuilder {
         TAKT_RETURN_IF_ERROR(
             tx.Exec("UPDATE datasets SET description = ? WHERE name = ?", {options_.description, dataset_}));
       }
-      TAKT_ASSIGN_OR_RETURN(auto row, tx.QueryOne("SELECT COALESCE(MAX(version), 0) FROM dataset_versions WHERE "
-                                                  "dataset = ?",
-                                                  {dataset_}, "max version"));
+      TAKT_ASSIGN_OR_RETURN(auto row,
+                            tx.QueryOne("SELECT COALESCE(MAX(version), 0) FROM dataset_versions WHERE "
+                                        "dataset = ?",
+                                        {dataset_}, "max version"));
       v.version = static_cast<int>(row.Int(0)) + 1;
       if (previous_ && v.version != previous_->version + 1) {
         return Conflict("dataset " + dataset_ + " got version " + std::to_string(v.version - 1) +
                         " while this ingest ran: ingest again");
       }
-      TAKT_RETURN_IF_ERROR(tx.Exec(
-          "INSERT INTO dataset_versions (dataset, version, blob_id, content_hash, data_hash, rows, source_bytes, "
-          "stored_bytes, schema_json, partition_by, source, created_by, created_at, rows_skipped, stats_blob) "
-          "VALUES (?, ?, '', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-          {v.dataset, int64_t{v.version}, v.content_hash, v.data_hash, v.rows, v.source_bytes, v.stored_bytes,
-           SchemaToJson(v.schema), v.partition_by, v.source, v.created_by, v.created_at, v.rows_skipped,
-           v.stats_blob}));
+      TAKT_RETURN_IF_ERROR(
+          tx.Exec("INSERT INTO dataset_versions (dataset, version, blob_id, content_hash, data_hash, rows, "
+                  "source_bytes, "
+                  "stored_bytes, schema_json, partition_by, source, created_by, created_at, rows_skipped, "
+                  "stats_blob) "
+                  "VALUES (?, ?, '', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                  {v.dataset, int64_t{v.version}, v.content_hash, v.data_hash, v.rows, v.source_bytes,
+                   v.stored_bytes, SchemaToJson(v.schema), v.partition_by, v.source, v.created_by,
+                   v.created_at, v.rows_skipped, v.stats_blob}));
       int64_t seq = 0;
       for (const auto& p : parts) {
         TAKT_RETURN_IF_ERROR(
@@ -377,15 +383,16 @@ class VersionBuilder {
                     "stats_blob) VALUES (?, ?, ?, ?, ?, ?)",
                     {v.dataset, int64_t{v.version}, p.key, p.rows, p.source_hash, p.stats_blob}));
         for (const auto& seg : p.segments) {
-          TAKT_RETURN_IF_ERROR(
-              tx.Exec("INSERT INTO dataset_segments (dataset, version, seq, partition_key, blob_id, rows, "
-                      "stored_bytes) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                      {v.dataset, int64_t{v.version}, seq++, p.key, seg.blob_id, seg.rows, seg.stored_bytes}));
+          TAKT_RETURN_IF_ERROR(tx.Exec(
+              "INSERT INTO dataset_segments (dataset, version, seq, partition_key, blob_id, rows, "
+              "stored_bytes) VALUES (?, ?, ?, ?, ?, ?, ?)",
+              {v.dataset, int64_t{v.version}, seq++, p.key, seg.blob_id, seg.rows, seg.stored_bytes}));
         }
       }
       for (const auto& t : options_.tags) {
         if (!t.column.empty() && v.schema.IndexOf(t.column) < 0)
-          return InvalidArgument("tag " + t.tag + ": dataset " + dataset_ + " has no column '" + t.column + "'");
+          return InvalidArgument("tag " + t.tag + ": dataset " + dataset_ + " has no column '" + t.column +
+                                 "'");
       }
       TAKT_RETURN_IF_ERROR(internal::WriteTags(tx, dataset_, options_.tags, false));
       return Ok();
@@ -419,7 +426,8 @@ class VersionBuilder {
     while (offset < rows.num_rows()) {
       size_t room = static_cast<size_t>(options_.segment_rows) - st.pending.num_rows();
       size_t take = std::min(room, rows.num_rows() - offset);
-      frame::Table part = (offset == 0 && take == rows.num_rows()) ? rows : frame::SliceRows(rows, offset, take);
+      frame::Table part =
+          (offset == 0 && take == rows.num_rows()) ? rows : frame::SliceRows(rows, offset, take);
       if (st.pending.columns.empty()) {
         st.pending = std::move(part);
       } else {
@@ -489,7 +497,8 @@ IngestOptions Prepare(const CatalogService& catalog, const std::string& name, In
   for (const auto& t : options.tags) {
     if (t.tag == "pii" && !t.column.empty()) options.text.withhold_values.insert(t.column);
   }
-  if (previous && options.partition_by.empty() && options.append) options.partition_by = previous->partition_by;
+  if (previous && options.partition_by.empty() && options.append)
+    options.partition_by = previous->partition_by;
   return options;
 }
 
@@ -503,9 +512,11 @@ Status CheckAppend(const std::string& name, const IngestOptions& options,
   return Ok();
 }
 
-Result<std::unique_ptr<frame::BatchReader>> OpenTextReader(frame::ByteSource& source, const IngestOptions& options) {
+Result<std::unique_ptr<frame::BatchReader>> OpenTextReader(frame::ByteSource& source,
+                                                           const IngestOptions& options) {
   if (options.format == "csv") return frame::OpenCsvReader(source, options.text);
-  if (options.format == "jsonl" || options.format == "ndjson") return frame::OpenJsonlReader(source, options.text);
+  if (options.format == "jsonl" || options.format == "ndjson")
+    return frame::OpenJsonlReader(source, options.text);
   return InvalidArgument("format '" + options.format + "' is not csv or jsonl");
 }
 
@@ -549,10 +560,11 @@ Result<IngestResult> CatalogService::Ingest(const std::string& name, frame::Byte
   });
   if (!drained) return std::unexpected(drained.error().WithContext(where));
   const auto& report = (*reader)->report();
-  auto result = builder.Commit(principal, hashing.FinishHex(), hashing.bytes(), report.rows_skipped, report.errors);
-  if (!result) return std::unexpected(result.error().code() == Code::kInvalidArgument
-                                          ? result.error()
-                                          : result.error().WithContext(where));
+  auto result =
+      builder.Commit(principal, hashing.FinishHex(), hashing.bytes(), report.rows_skipped, report.errors);
+  if (!result)
+    return std::unexpected(
+        result.error().code() == Code::kInvalidArgument ? result.error() : result.error().WithContext(where));
   return result;
 }
 
@@ -614,12 +626,15 @@ Result<IngestResult> CatalogService::IngestFrom(const std::string& name, const S
       TAKT_ASSIGN_OR_RETURN(std::string path, ResolveLandingPath(source.path));
       reader = connectors::OpenSqliteQuery(path, source.query, sql);
     }
-    if (!reader) return std::unexpected(reader.error().WithContext("ingesting " + name + " from " + options.source_label));
+    if (!reader)
+      return std::unexpected(
+          reader.error().WithContext("ingesting " + name + " from " + options.source_label));
     return IngestBatches(name, **reader, options, principal, "");
   }
   if (source.kind == "file") {
     TAKT_ASSIGN_OR_RETURN(std::string path, ResolveLandingPath(source.path));
-    if (options.format.empty() || (in.format == "csv" && (path.ends_with(".jsonl") || path.ends_with(".ndjson")))) {
+    if (options.format.empty() ||
+        (in.format == "csv" && (path.ends_with(".jsonl") || path.ends_with(".ndjson")))) {
       options.format = "jsonl";
     }
     TAKT_ASSIGN_OR_RETURN(auto file, frame::FileSource(path));
@@ -641,7 +656,8 @@ Result<IngestResult> CatalogService::IngestFrom(const std::string& name, const S
   std::vector<fs::path> files;
   for (const auto& e : fs::directory_iterator(dir)) {
     const std::string ext = e.path().extension().string();
-    if (e.is_regular_file() && (ext == ".csv" || ext == ".jsonl" || ext == ".ndjson")) files.push_back(e.path());
+    if (e.is_regular_file() && (ext == ".csv" || ext == ".jsonl" || ext == ".ndjson"))
+      files.push_back(e.path());
   }
   std::sort(files.begin(), files.end());
   if (files.empty()) return InvalidArgument("source " + source.path + " holds no .csv or .jsonl files");

@@ -12,7 +12,8 @@ namespace takt::catalog::internal {
 
 extern const char* const kVersionColumns;
 Result<DatasetVersion> VersionFromRow(const store::Row& row);
-Status WriteTags(store::Database& tx, const std::string& dataset, const std::vector<ColumnTag>& tags, bool remove);
+Status WriteTags(store::Database& tx, const std::string& dataset, const std::vector<ColumnTag>& tags,
+                 bool remove);
 
 // A partition's record: its segments and mergeable statistics.
 struct Partition {

@@ -35,8 +35,12 @@ frame::Column NullColumn(const frame::Field& field, size_t rows) {
 
 class GovernedReadImpl : public GovernedRead {
  public:
-  GovernedReadImpl(const CatalogService& catalog, ReadRequest request, AccessPlan plan, DatasetVersion version)
-      : catalog_(catalog), request_(std::move(request)), plan_(std::move(plan)), version_(std::move(version)) {}
+  GovernedReadImpl(const CatalogService& catalog, ReadRequest request, AccessPlan plan,
+                   DatasetVersion version)
+      : catalog_(catalog),
+        request_(std::move(request)),
+        plan_(std::move(plan)),
+        version_(std::move(version)) {}
 
   ~GovernedReadImpl() override { Finish(false); }
 
@@ -53,8 +57,8 @@ class GovernedReadImpl : public GovernedRead {
             return InvalidArgument("dataset " + plan_.dataset + " v" + std::to_string(plan_.version) +
                                    " has no column '" + name + "'");
           }
-          return PermissionDenied("column '" + name + "' of dataset " + plan_.dataset + " is not granted to " +
-                                  plan_.principal);
+          return PermissionDenied("column '" + name + "' of dataset " + plan_.dataset +
+                                  " is not granted to " + plan_.principal);
         }
         if (!seen.insert(name).second) return InvalidArgument("column '" + name + "' is asked for twice");
         out_.push_back(c);
@@ -261,7 +265,8 @@ Result<frame::Table> CatalogService::ReadTable(const ReadRequest& request) const
   return out;
 }
 
-Result<StatsView> CatalogService::Stats(std::string_view principal, std::string_view dataset, int version) const {
+Result<StatsView> CatalogService::Stats(std::string_view principal, std::string_view dataset,
+                                        int version) const {
   ReadRequest req;
   req.principal = std::string(principal);
   req.dataset = std::string(dataset);

@@ -75,13 +75,15 @@ Result<IngestSchedule> CatalogService::CreateSchedule(IngestSchedule s, const st
   s.owner = principal;
   s.created_at = NowIso();
   s.last_status = "never run";
-  Json source = {{"kind", s.source.kind}, {"path", s.source.path}, {"url", s.source.url}, {"query", s.source.query}};
+  Json source = {
+      {"kind", s.source.kind}, {"path", s.source.path}, {"url", s.source.url}, {"query", s.source.query}};
   TAKT_ASSIGN_OR_RETURN(std::string sealed,
                         crypto::Seal(keyring_->DeriveKey("catalog:sources"), source.dump(), s.id));
-  TAKT_RETURN_IF_ERROR(db_->Exec(std::string("INSERT INTO ingest_schedules (") + kScheduleColumns +
-                                     ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                                 {s.id, s.dataset, s.cron, crypto::HexEncode(sealed), OptionsToJson(s.options).dump(),
-                                  s.owner, s.created_at, s.next_run, std::string(""), s.last_status}));
+  TAKT_RETURN_IF_ERROR(
+      db_->Exec(std::string("INSERT INTO ingest_schedules (") + kScheduleColumns +
+                    ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                {s.id, s.dataset, s.cron, crypto::HexEncode(sealed), OptionsToJson(s.options).dump(), s.owner,
+                 s.created_at, s.next_run, std::string(""), s.last_status}));
   return s;
 }
 
@@ -101,7 +103,8 @@ Result<std::vector<IngestSchedule>> CatalogService::ListSchedules(std::string_vi
     s.dataset = r.Text(1);
     s.cron = r.Text(2);
     TAKT_ASSIGN_OR_RETURN(std::string sealed, crypto::HexDecode(r.Text(3)));
-    TAKT_ASSIGN_OR_RETURN(std::string plain, crypto::Open(keyring_->DeriveKey("catalog:sources"), sealed, s.id));
+    TAKT_ASSIGN_OR_RETURN(std::string plain,
+                          crypto::Open(keyring_->DeriveKey("catalog:sources"), sealed, s.id));
     TAKT_ASSIGN_OR_RETURN(Json src, ParseJson(plain, "schedule source"));
     s.source = {src.value("kind", ""), src.value("path", ""), src.value("url", ""), src.value("query", "")};
     TAKT_ASSIGN_OR_RETURN(Json opts, ParseJson(r.Text(4), "schedule options"));
@@ -143,8 +146,9 @@ Result<IngestResult> CatalogService::RunSchedule(std::string_view id) {
   if (auto cron = CronSchedule::Parse(s->cron)) {
     if (auto n = cron->Next(NowSeconds())) next = *n;
   }
-  IgnoreError(db_->Exec("UPDATE ingest_schedules SET last_run_at = ?, last_status = ?, next_run = ? WHERE id = ?",
-                        {NowIso(), status, next, s->id}));
+  IgnoreError(
+      db_->Exec("UPDATE ingest_schedules SET last_run_at = ?, last_status = ?, next_run = ? WHERE id = ?",
+                {NowIso(), status, next, s->id}));
   return result;
 }
 

@@ -106,7 +106,9 @@ inline std::string Num(double v, int digits = 4) {
   return buf;
 }
 
-inline std::string ShortTime(const std::string& iso) { return iso.size() >= 19 ? iso.substr(0, 19) + "Z" : iso; }
+inline std::string ShortTime(const std::string& iso) {
+  return iso.size() >= 19 ? iso.substr(0, 19) + "Z" : iso;
+}
 
 inline Result<std::string> ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -138,6 +140,5 @@ inline void PrintRows(const Json& t) {
   }
   PrintTable(header, rows);
 }
-
 
 }  // namespace takt::cli

@@ -20,7 +20,8 @@ namespace fs = std::filesystem;
 std::string Join(const Json& list, const char* sep = ",") {
   std::string out;
   if (!list.is_array()) return out;
-  for (const auto& x : list) out += (out.empty() ? "" : sep) + (x.is_string() ? x.get<std::string>() : x.dump());
+  for (const auto& x : list)
+    out += (out.empty() ? "" : sep) + (x.is_string() ? x.get<std::string>() : x.dump());
   return out;
 }
 
@@ -48,13 +49,14 @@ void PrintIngest(Context& ctx, const std::string& name, const Json& v) {
   }
   std::cout << "Ingested " << name << " v" << v.value("version", 0) << ": " << v.value("rows", 0) << " rows, "
             << v["schema"].size() << " columns, " << HumanBytes(v.value("source_bytes", 0)) << " → "
-            << HumanBytes(v.value("stored_bytes", 0)) << " encrypted in " << v.value("segments", 0) << " segment"
-            << (v.value("segments", 0) == 1 ? "" : "s") << "\n";
+            << HumanBytes(v.value("stored_bytes", 0)) << " encrypted in " << v.value("segments", 0)
+            << " segment" << (v.value("segments", 0) == 1 ? "" : "s") << "\n";
   if (!v["written_partitions"].empty() && !Str(v, "partition_by").empty()) {
     std::cout << "  partitions written: " << Join(v["written_partitions"], ", ") << "\n";
   }
   if (!v["reused_partitions"].empty()) {
-    std::cout << "  partitions kept from the previous version: " << Join(v["reused_partitions"], ", ") << "\n";
+    std::cout << "  partitions kept from the previous version: " << Join(v["reused_partitions"], ", ")
+              << "\n";
   }
   for (const auto& c : v["schema_changes"]) {
     std::cout << "  schema: " << Str(c, "kind") << " " << Str(c, "column")
@@ -69,20 +71,27 @@ void PrintIngest(Context& ctx, const std::string& name, const Json& v) {
 Status CmdIngest(Context& ctx, const std::string& name, const IngestFlags& f) {
   const int server_sources =
       !f.from_file.empty() + !f.from_dir.empty() + !f.from_sqlite.empty() + !f.from_postgres.empty();
-  if (server_sources > 1) return InvalidArgument("give one of --from-file, --from-dir, --from-sqlite, --from-postgres");
+  if (server_sources > 1)
+    return InvalidArgument("give one of --from-file, --from-dir, --from-sqlite, --from-postgres");
   if (server_sources == 1 && !f.file.empty())
     return InvalidArgument("give either a local FILE to upload or a server-side --from-* source, not both");
   if (server_sources == 0 && f.file.empty())
-    return InvalidArgument("give a FILE to upload, or a server-side source (--from-file, --from-dir, --from-sqlite, --from-postgres)");
+    return InvalidArgument(
+        "give a FILE to upload, or a server-side source (--from-file, --from-dir, --from-sqlite, "
+        "--from-postgres)");
 
   if (server_sources == 1) {
     Json source;
     if (!f.from_file.empty()) source = {{"kind", "file"}, {"path", f.from_file}};
     if (!f.from_dir.empty()) source = {{"kind", "dir"}, {"path", f.from_dir}};
     if (!f.from_sqlite.empty()) source = {{"kind", "sqlite"}, {"path", f.from_sqlite}, {"query", f.query}};
-    if (!f.from_postgres.empty()) source = {{"kind", "postgres"}, {"url", f.from_postgres}, {"query", f.query}};
-    Json options = {{"on_error", f.on_error}, {"append", f.append}, {"allow_breaking", f.allow_breaking},
-                    {"partition_by", f.partition_by}, {"description", f.description}};
+    if (!f.from_postgres.empty())
+      source = {{"kind", "postgres"}, {"url", f.from_postgres}, {"query", f.query}};
+    Json options = {{"on_error", f.on_error},
+                    {"append", f.append},
+                    {"allow_breaking", f.allow_breaking},
+                    {"partition_by", f.partition_by},
+                    {"description", f.description}};
     if (!f.format.empty()) options["format"] = f.format;
     if (!f.delimiter.empty()) options["delimiter"] = f.delimiter == "tab" ? "\t" : f.delimiter;
     Json types = Json::object();
@@ -98,9 +107,11 @@ Status CmdIngest(Context& ctx, const std::string& name, const IngestFlags& f) {
       tags.push_back(pair);
     }
     options["tags"] = tags;
-    if (!ctx.json()) std::cerr << "Ingesting " << name << " on the server from " << source.value("kind", "") << " …\n";
-    TAKT_ASSIGN_OR_RETURN(Json v, ctx.Call("POST", "/api/v1/datasets/" + Enc(name) + "/ingest",
-                                           Json{{"source", source}, {"options", options}}.dump(), "application/json"));
+    if (!ctx.json())
+      std::cerr << "Ingesting " << name << " on the server from " << source.value("kind", "") << " …\n";
+    TAKT_ASSIGN_OR_RETURN(
+        Json v, ctx.Call("POST", "/api/v1/datasets/" + Enc(name) + "/ingest",
+                         Json{{"source", source}, {"options", options}}.dump(), "application/json"));
     PrintIngest(ctx, name, v);
     return Ok();
   }
@@ -116,7 +127,8 @@ Status CmdIngest(Context& ctx, const std::string& name, const IngestFlags& f) {
   const uint64_t size = fs::file_size(f.file, ec);
   std::string format = f.format;
   if (format.empty()) format = (f.file.ends_with(".jsonl") || f.file.ends_with(".ndjson")) ? "jsonl" : "csv";
-  std::string target = "/api/v1/datasets/" + Enc(name) + "/versions?source=" + Enc(fs::path(f.file).filename().string()) +
+  std::string target = "/api/v1/datasets/" + Enc(name) +
+                       "/versions?source=" + Enc(fs::path(f.file).filename().string()) +
                        "&format=" + Enc(format) + "&on_error=" + Enc(f.on_error);
   if (!f.description.empty()) target += "&description=" + Enc(f.description);
   if (!f.delimiter.empty()) target += "&delimiter=" + Enc(f.delimiter);
@@ -144,9 +156,9 @@ Status CmdIngest(Context& ctx, const std::string& name, const IngestFlags& f) {
   Progress progress("ingest " + fs::path(f.file).filename().string());
   TAKT_ASSIGN_OR_RETURN(http::Client * client, ctx.Client());
   std::string reply;
-  TAKT_ASSIGN_OR_RETURN(
-      http::ClientResponse r,
-      client->SendStreaming("POST", target, &body, format == "csv" ? "text/csv" : "application/x-ndjson",
+  TAKT_ASSIGN_OR_RETURN(http::ClientResponse r,
+                        client->SendStreaming(
+                            "POST", target, &body, format == "csv" ? "text/csv" : "application/x-ndjson",
                             [&](size_t done, size_t total) { progress.Update(done, total); },
                             [&](std::string_view piece) -> Status {
                               reply.append(piece);
@@ -171,9 +183,11 @@ Status CmdShow(Context& ctx, const std::string& name) {
   for (const auto& v : d["versions"]) {
     rows.push_back({Str(v, "version"), Str(v, "rows"), HumanBytes(v.value("source_bytes", 0)),
                     HumanBytes(v.value("stored_bytes", 0)), Str(v, "content_hash").substr(0, 12),
-                    Str(v, "partition_by"), Str(v, "source"), Str(v, "created_by"), ShortTime(Str(v, "created_at"))});
+                    Str(v, "partition_by"), Str(v, "source"), Str(v, "created_by"),
+                    ShortTime(Str(v, "created_at"))});
   }
-  PrintTable({"VERSION", "ROWS", "SOURCE SIZE", "STORED", "CONTENT", "PARTITIONS", "SOURCE", "BY", "CREATED"}, rows);
+  PrintTable({"VERSION", "ROWS", "SOURCE SIZE", "STORED", "CONTENT", "PARTITIONS", "SOURCE", "BY", "CREATED"},
+             rows);
   if (!d["versions"].empty()) {
     const Json& latest = d["versions"].back();
     std::cout << "\nSchema of v" << Str(latest, "version") << ":\n";
@@ -198,8 +212,8 @@ std::string ReadQuery(int version, const std::string& columns, const std::string
 
 Status CmdHead(Context& ctx, const std::string& name, int n, int version, const std::string& columns,
                const std::string& where) {
-  TAKT_ASSIGN_OR_RETURN(Json t, ctx.Call("GET", "/api/v1/datasets/" + Enc(name) + "/rows?limit=" + std::to_string(n) +
-                                                    ReadQuery(version, columns, where)));
+  TAKT_ASSIGN_OR_RETURN(Json t, ctx.Call("GET", "/api/v1/datasets/" + Enc(name) + "/rows?limit=" +
+                                                    std::to_string(n) + ReadQuery(version, columns, where)));
   if (ctx.json()) return PrintJson(t), Ok();
   PrintRows(t);
   return Ok();
@@ -286,14 +300,16 @@ Status CmdStats(Context& ctx, const std::string& name, int version) {
   TAKT_ASSIGN_OR_RETURN(Json s, ctx.Call("GET", target));
   if (ctx.json()) return PrintJson(s), Ok();
   std::cout << Str(s, "dataset") << " v" << Str(s, "version") << ": " << Str(s, "rows") << " rows"
-            << (s.value("filtered", false) ? " visible to you (statistics computed over them now)" : "") << "\n\n";
+            << (s.value("filtered", false) ? " visible to you (statistics computed over them now)" : "")
+            << "\n\n";
   std::vector<std::vector<std::string>> rows;
   std::vector<std::vector<std::string>> cats;
   for (const auto& c : s["columns"]) {
     const std::string type = Str(c, "type");
     const int64_t count = c.value("count", int64_t{0});
     const int64_t nulls = c.value("nulls", int64_t{0});
-    std::string null_pct = count > 0 ? Num(100.0 * static_cast<double>(nulls) / static_cast<double>(count), 1) + "%" : "";
+    std::string null_pct =
+        count > 0 ? Num(100.0 * static_cast<double>(nulls) / static_cast<double>(count), 1) + "%" : "";
     std::string p50, p05, p95;
     for (const auto& q : c.value("quantiles", Json::array())) {
       double qq = q.value("q", 0.0);
@@ -318,7 +334,8 @@ Status CmdStats(Context& ctx, const std::string& name, int version) {
       cats.push_back({Str(c, "name"), top});
     }
   }
-  PrintTable({"COLUMN", "TYPE", "NULLS", "DISTINCT", "MIN", "P5", "MEDIAN", "MEAN", "P95", "MAX", "STDDEV", "HISTOGRAM"},
+  PrintTable({"COLUMN", "TYPE", "NULLS", "DISTINCT", "MIN", "P5", "MEDIAN", "MEAN", "P95", "MAX", "STDDEV",
+              "HISTOGRAM"},
              rows);
   if (!cats.empty()) {
     std::cout << "\nMost frequent values:\n";
@@ -331,8 +348,8 @@ Status CmdStats(Context& ctx, const std::string& name, int version) {
 }
 
 Status CmdDiff(Context& ctx, const std::string& name, int from, int to) {
-  TAKT_ASSIGN_OR_RETURN(Json d, ctx.Call("GET", "/api/v1/datasets/" + Enc(name) + "/diff?from=" + std::to_string(from) +
-                                                    "&to=" + std::to_string(to)));
+  TAKT_ASSIGN_OR_RETURN(Json d, ctx.Call("GET", "/api/v1/datasets/" + Enc(name) + "/diff?from=" +
+                                                    std::to_string(from) + "&to=" + std::to_string(to)));
   if (ctx.json()) return PrintJson(d), Ok();
   if (d["changes"].empty()) {
     std::cout << "No schema change.\n";
@@ -347,28 +364,32 @@ Status CmdDiff(Context& ctx, const std::string& name, int from, int to) {
   return Ok();
 }
 
-Status CmdTag(Context& ctx, const std::string& name, const std::vector<std::string>& tags, const std::string& column,
-              bool remove) {
+Status CmdTag(Context& ctx, const std::string& name, const std::vector<std::string>& tags,
+              const std::string& column, bool remove) {
   Json list = Json::array();
   for (const auto& t : tags) list.push_back({{"column", column}, {"tag", t}});
-  TAKT_ASSIGN_OR_RETURN(Json d, ctx.Call("POST", "/api/v1/datasets/" + Enc(name) + "/tags",
-                                         Json{{"tags", list}, {"remove", remove}}.dump(), "application/json"));
+  TAKT_ASSIGN_OR_RETURN(Json d,
+                        ctx.Call("POST", "/api/v1/datasets/" + Enc(name) + "/tags",
+                                 Json{{"tags", list}, {"remove", remove}}.dump(), "application/json"));
   if (ctx.json()) return PrintJson(d), Ok();
   std::cout << (remove ? "Removed " : "Tagged ") << (column.empty() ? name : name + "." + column) << " "
-            << (remove ? "tags " : "with ") << [&] {
-                 std::string s;
-                 for (const auto& t : tags) s += (s.empty() ? "" : ", ") + t;
-                 return s;
-               }() << "\n";
+            << (remove ? "tags " : "with ") <<
+      [&] {
+        std::string s;
+        for (const auto& t : tags) s += (s.empty() ? "" : ", ") + t;
+        return s;
+      }() << "\n";
   return Ok();
 }
 
-Status CmdUpdate(Context& ctx, const std::string& name, const std::string& description, const std::string& owner) {
+Status CmdUpdate(Context& ctx, const std::string& name, const std::string& description,
+                 const std::string& owner) {
   Json body = Json::object();
   if (!description.empty()) body["description"] = description;
   if (!owner.empty()) body["owner"] = owner;
   if (body.empty()) return InvalidArgument("give --description or --owner");
-  TAKT_ASSIGN_OR_RETURN(Json d, ctx.Call("PATCH", "/api/v1/datasets/" + Enc(name), body.dump(), "application/json"));
+  TAKT_ASSIGN_OR_RETURN(Json d,
+                        ctx.Call("PATCH", "/api/v1/datasets/" + Enc(name), body.dump(), "application/json"));
   if (ctx.json()) return PrintJson(d), Ok();
   std::cout << "Updated " << name << " (owner " << Str(d, "owner") << ")\n";
   return Ok();
@@ -380,11 +401,14 @@ Status CmdAccess(Context& ctx, const std::string& name, const std::string& as, i
   TAKT_ASSIGN_OR_RETURN(Json a, ctx.Call("GET", target));
   if (ctx.json()) return PrintJson(a), Ok();
   std::cout << Str(a, "principal") << " on " << Str(a, "dataset") << " v" << Str(a, "version") << ": "
-            << (a.value("owner", false) ? "owner (reads everything)" : "grants " + Join(a["grants"], ", ")) << "\n";
-  std::cout << "  rows: " << (a["row_filter"].is_null() ? "all" : "where " + a["row_filter"].get<std::string>()) << "\n";
+            << (a.value("owner", false) ? "owner (reads everything)" : "grants " + Join(a["grants"], ", "))
+            << "\n";
+  std::cout << "  rows: "
+            << (a["row_filter"].is_null() ? "all" : "where " + a["row_filter"].get<std::string>()) << "\n";
   std::vector<std::vector<std::string>> rows;
   for (const auto& c : a["columns"]) {
-    rows.push_back({Str(c, "name"), Str(c, "type"), Str(c, "mask").empty() ? "-" : Str(c, "mask"), Str(c, "mask_grant")});
+    rows.push_back({Str(c, "name"), Str(c, "type"), Str(c, "mask").empty() ? "-" : Str(c, "mask"),
+                    Str(c, "mask_grant")});
   }
   PrintTable({"COLUMN", "AS TYPE", "MASK", "BY GRANT"}, rows);
   for (const auto& n : a["notes"]) std::cout << "  note: " << n.get<std::string>() << "\n";
@@ -422,7 +446,8 @@ Status CmdGrant(Context& ctx, const std::string& effect, const GrantFlags& f) {
   for (const auto& m : f.masks) {
     auto eq = m.find('=');
     if (eq == std::string::npos || eq == 0 || eq + 1 == m.size()) {
-      return InvalidArgument("--mask '" + m + "' must be COLUMN=MASK or tag:TAG=MASK (e.g. robot_serial=hash)");
+      return InvalidArgument("--mask '" + m +
+                             "' must be COLUMN=MASK or tag:TAG=MASK (e.g. robot_serial=hash)");
     }
     masks[m.substr(0, eq)] = m.substr(eq + 1);
   }
@@ -446,7 +471,8 @@ Status CmdGrantList(Context& ctx, const std::string& dataset, const std::string&
     if (!g["exclude"].empty()) cols += " except " + Join(g["exclude"]);
     if (Str(g, "effect") == "mask") cols = "-";
     std::string masks;
-    for (const auto& [k, v] : g["masks"].items()) masks += (masks.empty() ? "" : ", ") + k + "=" + v.get<std::string>();
+    for (const auto& [k, v] : g["masks"].items())
+      masks += (masks.empty() ? "" : ", ") + k + "=" + v.get<std::string>();
     rows.push_back({Str(g, "id"), Str(g, "effect"), Str(g, "subject"), Str(g, "dataset"), cols,
                     Str(g, "row_filter"), masks, Str(g, "created_by")});
   }
@@ -456,18 +482,20 @@ Status CmdGrantList(Context& ctx, const std::string& dataset, const std::string&
 
 // ---------------------------------------------------------------- groups and projects
 
-Status CmdMembers(Context& ctx, const std::string& kind, const std::string& name, const std::string& principal,
-                  bool remove) {
-  TAKT_ASSIGN_OR_RETURN(Json r, ctx.Call("POST", "/api/v1/" + kind + "s/" + Enc(name) + "/members",
-                                         Json{{"principal", principal}, {"remove", remove}}.dump(), "application/json"));
+Status CmdMembers(Context& ctx, const std::string& kind, const std::string& name,
+                  const std::string& principal, bool remove) {
+  TAKT_ASSIGN_OR_RETURN(
+      Json r, ctx.Call("POST", "/api/v1/" + kind + "s/" + Enc(name) + "/members",
+                       Json{{"principal", principal}, {"remove", remove}}.dump(), "application/json"));
   if (ctx.json()) return PrintJson(r), Ok();
-  std::cout << (remove ? "Removed " : "Added ") << principal << (remove ? " from " : " to ") << kind << " " << name
-            << "\n";
+  std::cout << (remove ? "Removed " : "Added ") << principal << (remove ? " from " : " to ") << kind << " "
+            << name << "\n";
   return Ok();
 }
 
 Status CmdLineage(Context& ctx, const std::string& node, const std::string& direction) {
-  TAKT_ASSIGN_OR_RETURN(Json g, ctx.Call("GET", "/api/v1/lineage?node=" + Enc(node) + "&direction=" + direction));
+  TAKT_ASSIGN_OR_RETURN(Json g,
+                        ctx.Call("GET", "/api/v1/lineage?node=" + Enc(node) + "&direction=" + direction));
   if (ctx.json()) return PrintJson(g), Ok();
   const std::string start = Str(g, "node");
   if (g["edges"].empty()) {
@@ -482,14 +510,15 @@ Status CmdLineage(Context& ctx, const std::string& node, const std::string& dire
   }
   auto label = [](const Json& e) { return Str(e, "label").empty() ? "" : " [" + Str(e, "label") + "]"; };
   std::set<std::string> printed;
-  std::function<void(const std::string&, int, bool)> walk = [&](const std::string& node, int depth, bool downward) {
+  std::function<void(const std::string&, int, bool)> walk = [&](const std::string& node, int depth,
+                                                                bool downward) {
     auto& m = downward ? down : up;
     auto it = m.find(node);
     if (it == m.end() || depth > 12) return;
     for (const Json* e : it->second) {
       const std::string next = downward ? Str(*e, "to") : Str(*e, "from");
-      std::cout << std::string(static_cast<size_t>(2 * depth), ' ') << (downward ? "└─ " : "└← ") << Str(*e, "relation")
-                << " " << next << label(*e) << "\n";
+      std::cout << std::string(static_cast<size_t>(2 * depth), ' ') << (downward ? "└─ " : "└← ")
+                << Str(*e, "relation") << " " << next << label(*e) << "\n";
       if (printed.insert((downward ? "d" : "u") + next).second) walk(next, depth + 1, downward);
     }
   };
@@ -498,7 +527,8 @@ Status CmdLineage(Context& ctx, const std::string& node, const std::string& dire
     for (const auto& [k, _] : down)
       if (k.rfind(start + "@", 0) == 0) roots.push_back(k);
     for (const auto& [k, _] : up)
-      if (k.rfind(start + "@", 0) == 0 && std::find(roots.begin(), roots.end(), k) == roots.end()) roots.push_back(k);
+      if (k.rfind(start + "@", 0) == 0 && std::find(roots.begin(), roots.end(), k) == roots.end())
+        roots.push_back(k);
   }
   for (const auto& root : roots) {
     if (!down.count(root) && !up.count(root)) continue;
@@ -524,14 +554,18 @@ void AddDataCommands(CLI::App& app, Context& ctx, const CommandRunner& run,
   // dataset ingest
   static IngestFlags ingest;
   static std::string name;
-  auto* di = dataset->add_subcommand("ingest", "a new immutable, encrypted version from a file, a directory or a database");
+  auto* di = dataset->add_subcommand(
+      "ingest", "a new immutable, encrypted version from a file, a directory or a database");
   di->add_option("name", name, "dataset name")->required();
   di->add_option("file", ingest.file, "local CSV or JSON Lines file to upload (streamed)");
   di->add_option("--format", ingest.format, "csv or jsonl (default: from the file name)");
   di->add_option("--delimiter", ingest.delimiter, "CSV field delimiter (one character, or 'tab')");
-  di->add_option("--type", ingest.types, "declare a column's type: COLUMN=int64|float64|string|bool|timestamp (repeatable)");
-  di->add_option("--tag", ingest.tags, "tag a column in the same step: COLUMN=TAG, e.g. robot_serial=pii (repeatable)");
-  di->add_option("--partition-by", ingest.partition_by, "partition by a column, or COLUMN:day|hour|month|year");
+  di->add_option("--type", ingest.types,
+                 "declare a column's type: COLUMN=int64|float64|string|bool|timestamp (repeatable)");
+  di->add_option("--tag", ingest.tags,
+                 "tag a column in the same step: COLUMN=TAG, e.g. robot_serial=pii (repeatable)");
+  di->add_option("--partition-by", ingest.partition_by,
+                 "partition by a column, or COLUMN:day|hour|month|year");
   di->add_flag("--append", ingest.append, "keep the previous version's other partitions (or rows)");
   di->add_flag("--allow-breaking", ingest.allow_breaking, "accept removed or retyped columns");
   di->add_option("--on-error", ingest.on_error, "fail (default) or skip malformed rows")
@@ -561,14 +595,16 @@ void AddDataCommands(CLI::App& app, Context& ctx, const CommandRunner& run,
   output(dh);
   dh->callback(run([&ctx]() -> Status { return CmdHead(ctx, name, n, version, columns, where); }));
 
-  auto* de = dataset->add_subcommand("export", "download the rows you may see, streamed (an audited, governed read)");
+  auto* de = dataset->add_subcommand("export",
+                                     "download the rows you may see, streamed (an audited, governed read)");
   de->add_option("name", name, "dataset name")->required();
   de->add_option("--file", file, "file to write (default stdout)");
   de->add_option("--format", format, "csv or jsonl")->capture_default_str();
   de->add_option("--version", version, "version (default latest)");
   de->add_option("--columns", columns, "comma-separated columns");
   de->add_option("--where", where, "your own row filter");
-  de->callback(run([&ctx]() -> Status { return CmdExport(ctx, name, file, format, version, columns, where); }));
+  de->callback(
+      run([&ctx]() -> Status { return CmdExport(ctx, name, file, format, version, columns, where); }));
 
   auto* dst = dataset->add_subcommand("stats", "per-column statistics of a version (governed)");
   dst->add_option("name", name, "dataset name")->required();
@@ -600,7 +636,8 @@ void AddDataCommands(CLI::App& app, Context& ctx, const CommandRunner& run,
   output(du);
   du->callback(run([&ctx]() -> Status { return CmdUpdate(ctx, name, description, owner); }));
 
-  auto* da = dataset->add_subcommand("access", "explain what you (or --as someone) may read: columns, masks, rows");
+  auto* da =
+      dataset->add_subcommand("access", "explain what you (or --as someone) may read: columns, masks, rows");
   da->add_option("name", name, "dataset name")->required();
   da->add_option("--as", as, "another principal (needs grant:list)");
   da->add_option("--version", version, "version (default latest)");
@@ -608,9 +645,11 @@ void AddDataCommands(CLI::App& app, Context& ctx, const CommandRunner& run,
   da->callback(run([&ctx]() -> Status { return CmdAccess(ctx, name, as, version); }));
 
   // dataset schedule
-  auto* dsch = dataset->add_subcommand("schedule", "scheduled ingest from server-side sources")->require_subcommand(1);
+  auto* dsch =
+      dataset->add_subcommand("schedule", "scheduled ingest from server-side sources")->require_subcommand(1);
   static std::string cron, schedule_id;
-  auto* sc = dsch->add_subcommand("create", "ingest on a cron schedule; a new version only when the data changed");
+  auto* sc =
+      dsch->add_subcommand("create", "ingest on a cron schedule; a new version only when the data changed");
   sc->add_option("name", name, "dataset name")->required();
   sc->add_option("--cron", cron, "cron expression in UTC, e.g. \"0 * * * *\" or @hourly")->required();
   sc->add_option("--from-file", ingest.from_file, "server-side file under the landing directory");
@@ -627,18 +666,22 @@ void AddDataCommands(CLI::App& app, Context& ctx, const CommandRunner& run,
     Json source;
     if (!ingest.from_file.empty()) source = {{"kind", "file"}, {"path", ingest.from_file}};
     if (!ingest.from_dir.empty()) source = {{"kind", "dir"}, {"path", ingest.from_dir}};
-    if (!ingest.from_sqlite.empty()) source = {{"kind", "sqlite"}, {"path", ingest.from_sqlite}, {"query", ingest.query}};
+    if (!ingest.from_sqlite.empty())
+      source = {{"kind", "sqlite"}, {"path", ingest.from_sqlite}, {"query", ingest.query}};
     if (!ingest.from_postgres.empty())
       source = {{"kind", "postgres"}, {"url", ingest.from_postgres}, {"query", ingest.query}};
-    if (source.is_null()) return (InvalidArgument("give a source: --from-file, --from-dir, --from-sqlite or --from-postgres"));
-    Json options = {{"on_error", ingest.on_error}, {"append", ingest.append}, {"partition_by", ingest.partition_by}};
+    if (source.is_null())
+      return (InvalidArgument("give a source: --from-file, --from-dir, --from-sqlite or --from-postgres"));
+    Json options = {
+        {"on_error", ingest.on_error}, {"append", ingest.append}, {"partition_by", ingest.partition_by}};
     if (!ingest.format.empty()) options["format"] = ingest.format;
-    TAKT_ASSIGN_OR_RETURN(Json s, ctx.Call("POST", "/api/v1/datasets/" + Enc(name) + "/schedules",
-                                           Json{{"cron", cron}, {"source", source}, {"options", options}}.dump(),
-                                           "application/json"));
+    TAKT_ASSIGN_OR_RETURN(
+        Json s,
+        ctx.Call("POST", "/api/v1/datasets/" + Enc(name) + "/schedules",
+                 Json{{"cron", cron}, {"source", source}, {"options", options}}.dump(), "application/json"));
     if (ctx.json()) return PrintJson(s), Ok();
-    std::cout << "Created schedule " << Str(s, "id") << " for " << name << " (" << Str(s, "cron") << ", next run "
-              << frame::FormatTimestamp(s.value("next_run", int64_t{0})) << ")\n";
+    std::cout << "Created schedule " << Str(s, "id") << " for " << name << " (" << Str(s, "cron")
+              << ", next run " << frame::FormatTimestamp(s.value("next_run", int64_t{0})) << ")\n";
     return Ok();
   }));
   auto* sl = dsch->add_subcommand("list", "ingest schedules");
@@ -649,8 +692,8 @@ void AddDataCommands(CLI::App& app, Context& ctx, const CommandRunner& run,
     std::vector<std::vector<std::string>> rows;
     for (const auto& s : r) {
       rows.push_back({Str(s, "id"), Str(s, "dataset"), Str(s, "cron"), Str(s, "source"),
-                      frame::FormatTimestamp(s.value("next_run", int64_t{0})), ShortTime(Str(s, "last_run_at")),
-                      Str(s, "last_status")});
+                      frame::FormatTimestamp(s.value("next_run", int64_t{0})),
+                      ShortTime(Str(s, "last_run_at")), Str(s, "last_status")});
     }
     PrintTable({"SCHEDULE", "DATASET", "CRON", "SOURCE", "NEXT RUN", "LAST RUN", "LAST STATUS"}, rows);
     return Ok();
@@ -659,8 +702,8 @@ void AddDataCommands(CLI::App& app, Context& ctx, const CommandRunner& run,
   sr->add_option("id", schedule_id, "schedule id")->required();
   output(sr);
   sr->callback(run([&ctx]() -> Status {
-    TAKT_ASSIGN_OR_RETURN(Json v, ctx.Call("POST", "/api/v1/schedules/" + Enc(schedule_id) + "/run", "{}",
-                                           "application/json"));
+    TAKT_ASSIGN_OR_RETURN(
+        Json v, ctx.Call("POST", "/api/v1/schedules/" + Enc(schedule_id) + "/run", "{}", "application/json"));
     PrintIngest(ctx, Str(v, "dataset"), v);
     return Ok();
   }));
@@ -673,13 +716,15 @@ void AddDataCommands(CLI::App& app, Context& ctx, const CommandRunner& run,
   }));
 
   // grant
-  auto* grant = app.add_subcommand("grant", "who may read which columns and rows of which datasets, masked how")
-                    ->require_subcommand(1);
+  auto* grant =
+      app.add_subcommand("grant", "who may read which columns and rows of which datasets, masked how")
+          ->require_subcommand(1);
   static GrantFlags gf;
   auto grant_options = [&](CLI::App* cmd, bool columns, bool rows_and_masks) {
     cmd->add_option("--to", gf.to, "principal:NAME, group:NAME, project:NAME, or * (everyone but the owner)")
         ->required();
-    cmd->add_option("--dataset", gf.dataset, "a dataset, tag:TAG (every dataset with the tag, now and later), or *")
+    cmd->add_option("--dataset", gf.dataset,
+                    "a dataset, tag:TAG (every dataset with the tag, now and later), or *")
         ->required();
     if (columns) {
       cmd->add_option("--columns", gf.columns, "comma-separated columns or tag:TAG (default all)");
@@ -688,7 +733,8 @@ void AddDataCommands(CLI::App& app, Context& ctx, const CommandRunner& run,
     if (rows_and_masks) {
       cmd->add_option("--where", gf.where, "row filter, e.g. \"plant IN ('P1', 'P2') AND force_kn > 0\"");
       cmd->add_option("--mask", gf.masks,
-                      "COLUMN=MASK or tag:TAG=MASK; hash, redact[:TEXT], null, partial:N, generalize:N|hour|day|month|year")
+                      "COLUMN=MASK or tag:TAG=MASK; hash, redact[:TEXT], null, partial:N, "
+                      "generalize:N|hour|day|month|year")
           ->expected(1);
     }
     cmd->add_option("--note", gf.note, "why");
@@ -726,9 +772,10 @@ void AddDataCommands(CLI::App& app, Context& ctx, const CommandRunner& run,
   static std::string subject_name, member, project_description;
   for (const char* kind_c : {"group", "project"}) {
     const std::string kind = kind_c;
-    auto* cmd = app.add_subcommand(kind, kind == "group" ? "groups of principals (subjects of grants)"
-                                                         : "ML use cases: members, a service identity, grants")
-                    ->require_subcommand(1);
+    auto* cmd =
+        app.add_subcommand(kind, kind == "group" ? "groups of principals (subjects of grants)"
+                                                 : "ML use cases: members, a service identity, grants")
+            ->require_subcommand(1);
     auto* c = cmd->add_subcommand("create", "create a " + kind);
     c->add_option("name", subject_name, kind + " name")->required();
     c->add_option("--member", members, "principal (repeatable)");
@@ -737,9 +784,11 @@ void AddDataCommands(CLI::App& app, Context& ctx, const CommandRunner& run,
     c->callback(run([&ctx, kind]() -> Status {
       Json body = {{"name", subject_name}, {"members", members}};
       if (kind == "project") body["description"] = project_description;
-      TAKT_ASSIGN_OR_RETURN(Json r, ctx.Call("POST", "/api/v1/" + kind + "s", body.dump(), "application/json"));
+      TAKT_ASSIGN_OR_RETURN(Json r,
+                            ctx.Call("POST", "/api/v1/" + kind + "s", body.dump(), "application/json"));
       if (ctx.json()) return PrintJson(r), Ok();
-      std::cout << "Created " << kind << " " << Str(r, "name") << " with members " << Join(r["members"], ", ");
+      std::cout << "Created " << kind << " " << Str(r, "name") << " with members "
+                << Join(r["members"], ", ");
       if (kind == "project") std::cout << "; its pipelines read data as " << Str(r, "service_principal");
       std::cout << "\n";
       return Ok();
@@ -752,7 +801,8 @@ void AddDataCommands(CLI::App& app, Context& ctx, const CommandRunner& run,
       std::vector<std::vector<std::string>> rows;
       for (const auto& x : r) {
         if (kind == "project") {
-          rows.push_back({Str(x, "name"), Join(x["members"], ", "), Str(x, "service_principal"), Str(x, "description")});
+          rows.push_back(
+              {Str(x, "name"), Join(x["members"], ", "), Str(x, "service_principal"), Str(x, "description")});
         } else {
           rows.push_back({Str(x, "name"), Join(x["members"], ", "), Str(x, "created_by")});
         }
@@ -765,24 +815,28 @@ void AddDataCommands(CLI::App& app, Context& ctx, const CommandRunner& run,
       return Ok();
     }));
     for (bool rm : {false, true}) {
-      auto* m = cmd->add_subcommand(rm ? "remove-member" : "add-member", rm ? "remove a member" : "add a member");
+      auto* m =
+          cmd->add_subcommand(rm ? "remove-member" : "add-member", rm ? "remove a member" : "add a member");
       m->add_option("name", subject_name, kind)->required();
       m->add_option("principal", member, "principal")->required();
       output(m);
-      m->callback(run([&ctx, kind, rm]() -> Status { return CmdMembers(ctx, kind, subject_name, member, rm); }));
+      m->callback(
+          run([&ctx, kind, rm]() -> Status { return CmdMembers(ctx, kind, subject_name, member, rm); }));
     }
   }
 
   // lineage
   static std::string node;
   static bool up = false, down = false;
-  auto* lin = app.add_subcommand("lineage",
-                                 "what was made from what: dataset:NAME[@V], run:ID, model:GROUP[@V], endpoint:NAME");
-  lin->add_option("resource", node, "e.g. weld-telemetry@1, model:weld-pm@1, endpoint:weld-pm-dev")->required();
+  auto* lin = app.add_subcommand(
+      "lineage", "what was made from what: dataset:NAME[@V], run:ID, model:GROUP[@V], endpoint:NAME");
+  lin->add_option("resource", node, "e.g. weld-telemetry@1, model:weld-pm@1, endpoint:weld-pm-dev")
+      ->required();
   lin->add_flag("--up", up, "only what is behind it");
   lin->add_flag("--down", down, "only what was made of it");
   output(lin);
-  lin->callback(run([&ctx]() -> Status { return CmdLineage(ctx, node, up == down ? "both" : (up ? "up" : "down")); }));
+  lin->callback(
+      run([&ctx]() -> Status { return CmdLineage(ctx, node, up == down ? "both" : (up ? "up" : "down")); }));
 }
 
 }  // namespace takt::cli

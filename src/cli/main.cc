@@ -533,9 +533,11 @@ Status CmdAuditList(Context& ctx, const std::string& principal, const std::strin
       const Json& x = a["access"];
       std::string masks;
       if (x.contains("masks"))
-        for (const auto& [k, v] : x["masks"].items()) masks += (masks.empty() ? "" : ",") + k + "=" + v.get<std::string>();
+        for (const auto& [k, v] : x["masks"].items())
+          masks += (masks.empty() ? "" : ",") + k + "=" + v.get<std::string>();
       detail = std::to_string(x.value("rows", int64_t{0})) + " rows; columns " +
-               std::to_string(x.value("columns", Json::array()).size()) + (masks.empty() ? "" : "; masked " + masks) +
+               std::to_string(x.value("columns", Json::array()).size()) +
+               (masks.empty() ? "" : "; masked " + masks) +
                (x.contains("row_filter") ? "; rows where " + x["row_filter"].get<std::string>() : "") +
                (x.value("purpose", "").empty() ? "" : "; " + x.value("purpose", ""));
     }
@@ -756,7 +758,8 @@ int Main(int argc, char** argv) {
   al->add_option("--principal", a_principal, "only this principal");
   al->add_option("--action", a_action, "only actions starting with this, e.g. dataset:");
   al->add_option("--resource", a_resource, "only resources starting with this, e.g. datasets/weld-telemetry");
-  al->add_option("--dataset", a_dataset, "only records of this dataset (its reads, with columns, masks, rows)");
+  al->add_option("--dataset", a_dataset,
+                 "only records of this dataset (its reads, with columns, masks, rows)");
   al->add_option("--limit", a_limit, "rows")->capture_default_str();
   output(al);
   al->callback(run([&] { return CmdAuditList(ctx, a_principal, a_action, a_resource, a_dataset, a_limit); }));

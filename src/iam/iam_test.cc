@@ -125,7 +125,8 @@ TEST_F(IamTest, SubjectsOfNameEveryGroupAndProject) {
                                                                 "group:night-shift", "project:weld-pm"}));
   EXPECT_EQ(*iam_->SubjectsOf("eve"), (std::vector<std::string>{"principal:eve", "group:night-shift"}));
   // The project's service identity acts as the project, and nothing else.
-  EXPECT_EQ(*iam_->SubjectsOf("svc.weld-pm"), (std::vector<std::string>{"principal:svc.weld-pm", "project:weld-pm"}));
+  EXPECT_EQ(*iam_->SubjectsOf("svc.weld-pm"),
+            (std::vector<std::string>{"principal:svc.weld-pm", "project:weld-pm"}));
   EXPECT_EQ(iam_->SubjectsOf("nobody").error().code(), Code::kNotFound);
   auto g = iam_->GetGroup("night-shift");
   EXPECT_EQ(g->members, (std::vector<std::string>{"eve", "sam"}));
@@ -133,13 +134,23 @@ TEST_F(IamTest, SubjectsOfNameEveryGroupAndProject) {
 }
 
 TEST_F(IamTest, AuditRecordsCarryDataAccessAndFilterByDataset) {
-  ASSERT_TRUE(iam_->Audit({.principal = "sam", .action = "dataset:read",
-                           .resource = "datasets/weld-telemetry/versions/1", .allowed = true, .status = 200,
-                           .detail = "", .access_json = R"({"rows":3})"}));
-  ASSERT_TRUE(iam_->Audit({.principal = "sam", .action = "dataset:read", .resource = "datasets/weld-telemetry-2",
-                           .allowed = true, .status = 200}));
-  ASSERT_TRUE(iam_->Audit({.principal = "sam", .action = "dataset:create", .resource = "datasets/weld-telemetry",
-                           .allowed = true, .status = 201}));
+  ASSERT_TRUE(iam_->Audit({.principal = "sam",
+                           .action = "dataset:read",
+                           .resource = "datasets/weld-telemetry/versions/1",
+                           .allowed = true,
+                           .status = 200,
+                           .detail = "",
+                           .access_json = R"({"rows":3})"}));
+  ASSERT_TRUE(iam_->Audit({.principal = "sam",
+                           .action = "dataset:read",
+                           .resource = "datasets/weld-telemetry-2",
+                           .allowed = true,
+                           .status = 200}));
+  ASSERT_TRUE(iam_->Audit({.principal = "sam",
+                           .action = "dataset:create",
+                           .resource = "datasets/weld-telemetry",
+                           .allowed = true,
+                           .status = 201}));
   AuditQuery q;
   q.dataset = "weld-telemetry";
   auto r = iam_->ListAudit(q);

@@ -21,11 +21,12 @@ Result<std::vector<std::string>> Expand(store::Database& db, const std::string& 
   const bool versionless = (start.rfind("dataset:", 0) == 0 || start.rfind("model:", 0) == 0) &&
                            start.find('@') == std::string::npos;
   if (!versionless) return out;
-  TAKT_ASSIGN_OR_RETURN(auto rows, db.Query("SELECT from_node FROM lineage_edges WHERE substr(from_node, 1, ?) = ? "
-                                            "UNION SELECT to_node FROM lineage_edges WHERE substr(to_node, 1, ?) = "
-                                            "? ORDER BY 1",
-                                            {static_cast<int64_t>(start.size() + 1), start + "@",
-                                             static_cast<int64_t>(start.size() + 1), start + "@"}));
+  TAKT_ASSIGN_OR_RETURN(auto rows,
+                        db.Query("SELECT from_node FROM lineage_edges WHERE substr(from_node, 1, ?) = ? "
+                                 "UNION SELECT to_node FROM lineage_edges WHERE substr(to_node, 1, ?) = "
+                                 "? ORDER BY 1",
+                                 {static_cast<int64_t>(start.size() + 1), start + "@",
+                                  static_cast<int64_t>(start.size() + 1), start + "@"}));
   for (const auto& r : rows) out.push_back(r.Text(0));
   return out;
 }
@@ -43,14 +44,16 @@ Status Migrate(store::Database& db) {
 
 Status Record(store::Database& db, Edge e) {
   if (e.time.empty()) e.time = NowIso();
-  TAKT_RETURN_IF_ERROR(db.Exec("INSERT INTO lineage_edges (from_node, to_node, relation, label, time) VALUES (?, "
-                               "?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                               {e.from, e.to, e.relation, e.label, e.time}));
+  TAKT_RETURN_IF_ERROR(
+      db.Exec("INSERT INTO lineage_edges (from_node, to_node, relation, label, time) VALUES (?, "
+              "?, ?, ?, ?) ON CONFLICT DO NOTHING",
+              {e.from, e.to, e.relation, e.label, e.time}));
   return Ok();
 }
 
 Result<std::string> NormalizeNode(std::string_view ref) {
-  if (ref.empty()) return InvalidArgument("name a resource, e.g. dataset:weld-telemetry@1 or endpoint:weld-pm-dev");
+  if (ref.empty())
+    return InvalidArgument("name a resource, e.g. dataset:weld-telemetry@1 or endpoint:weld-pm-dev");
   auto colon = ref.find(':');
   if (colon == std::string_view::npos) return "dataset:" + std::string(ref);
   std::string kind(ref.substr(0, colon));
@@ -60,7 +63,8 @@ Result<std::string> NormalizeNode(std::string_view ref) {
       return std::string(ref);
     }
   }
-  return InvalidArgument("unknown resource kind '" + kind + "' (known: dataset, run, artifact, model, endpoint)");
+  return InvalidArgument("unknown resource kind '" + kind +
+                         "' (known: dataset, run, artifact, model, endpoint)");
 }
 
 Result<Graph> Walk(store::Database& db, const std::string& start, Direction direction, int max_depth) {
@@ -84,9 +88,10 @@ Result<Graph> Walk(store::Database& db, const std::string& start, Direction dire
       queue.pop_front();
       if (depth >= max_depth) continue;
       TAKT_ASSIGN_OR_RETURN(
-          auto rows, db.Query(std::string("SELECT from_node, to_node, relation, label, time FROM lineage_edges WHERE ") +
-                                  (down ? "from_node" : "to_node") + " = ? ORDER BY time, to_node",
-                              {node}));
+          auto rows,
+          db.Query(std::string("SELECT from_node, to_node, relation, label, time FROM lineage_edges WHERE ") +
+                       (down ? "from_node" : "to_node") + " = ? ORDER BY time, to_node",
+                   {node}));
       for (const auto& r : rows) {
         Edge e = FromRow(r);
         if (seen_edges.insert({e.from, e.to, e.relation, e.label}).second) g.edges.push_back(e);

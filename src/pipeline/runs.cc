@@ -84,7 +84,8 @@ Result<Run> RunService::Submit(std::string_view yaml, const std::string& princip
     auto project = iam_->GetProject(spec.project);
     if (!project && project.error().code() == Code::kNotFound) {
       return NotFound("pipeline " + spec.name + ": project " + spec.project +
-                      " does not exist (an admin creates it with `takt project create " + spec.project + "`)");
+                      " does not exist (an admin creates it with `takt project create " + spec.project +
+                      "`)");
     }
     if (!project) return std::unexpected(project.error());
     Run probe;
@@ -104,7 +105,8 @@ Result<Run> RunService::Submit(std::string_view yaml, const std::string& princip
     if (!v) return std::unexpected(v.error().WithContext(here));
     auto plan = catalog_->PlanAccess(reader, v->dataset, v->version);
     if (!plan) {
-      return std::unexpected(plan.error().WithContext(here + ": project " + spec.project + " reads as " + reader));
+      return std::unexpected(
+          plan.error().WithContext(here + ": project " + spec.project + " reads as " + reader));
     }
     const frame::Schema visible = plan->OutputSchema();
     // Every column the step names must be in that dataset version.
@@ -576,15 +578,16 @@ Status RunService::Execute(const std::string& run_id) {
     IgnoreError(db_->Transaction([&](store::Database& tx) -> Status {
       const std::string run_node = "run:" + run_id;
       if (step.kind == "features") {
-        TAKT_RETURN_IF_ERROR(lineage::Record(
-            tx, {"dataset:" + shown["dataset"].get<std::string>() + "@" + std::to_string(shown["dataset_version"].get<int>()),
-                 run_node, "read by", step.name, ""}));
+        TAKT_RETURN_IF_ERROR(lineage::Record(tx, {"dataset:" + shown["dataset"].get<std::string>() + "@" +
+                                                      std::to_string(shown["dataset_version"].get<int>()),
+                                                  run_node, "read by", step.name, ""}));
       }
       for (const char* out : {"features", "latest", "model"}) {
         if (step.kind == "train" && std::string_view(out) == "features") continue;  // passed through
-        if (shown.contains(out) && shown[out].is_string() && blob::BlobStore::IsValidId(shown[out].get<std::string>())) {
-          TAKT_RETURN_IF_ERROR(lineage::Record(tx, {run_node, "artifact:" + shown[out].get<std::string>(), "wrote",
-                                                    step.name + "/" + out, ""}));
+        if (shown.contains(out) && shown[out].is_string() &&
+            blob::BlobStore::IsValidId(shown[out].get<std::string>())) {
+          TAKT_RETURN_IF_ERROR(lineage::Record(tx, {run_node, "artifact:" + shown[out].get<std::string>(),
+                                                    "wrote", step.name + "/" + out, ""}));
         }
       }
       return Ok();

@@ -194,7 +194,8 @@ class RunsTest : public ::testing::Test {
     ASSERT_TRUE(bus_->Migrate());
     registry_ = std::make_unique<registry::RegistryService>(db_.get());
     ASSERT_TRUE(registry_->Migrate());
-    runs_ = std::make_unique<RunService>(db_.get(), blobs_.get(), catalog_.get(), registry_.get(), iam_.get());
+    runs_ =
+        std::make_unique<RunService>(db_.get(), blobs_.get(), catalog_.get(), registry_.get(), iam_.get());
     ASSERT_TRUE(runs_->Migrate());
   }
 
@@ -347,7 +348,8 @@ TEST_F(RunsTest, RunTrainsAndRegistersAPendingVersionWithLineage) {
   EXPECT_EQ(no_output.error().code(), Code::kNotFound);
   EXPECT_THAT(no_output.error().message(), HasSubstr("'nope'"));
   EXPECT_EQ(runs_->OutputTable(run->id, "nope", "latest", "sam").error().code(), Code::kNotFound);
-  EXPECT_EQ(runs_->OutputTable("run-000000000000", "features", "latest", "sam").error().code(), Code::kNotFound);
+  EXPECT_EQ(runs_->OutputTable("run-000000000000", "features", "latest", "sam").error().code(),
+            Code::kNotFound);
 }
 
 TEST_F(RunsTest, TheExamplePipelineRunsWithFewerRounds) {
@@ -467,7 +469,8 @@ TEST_F(RunsTest, UnknownRunIsNotFound) {
   EXPECT_EQ(run.error().code(), Code::kNotFound);
   EXPECT_EQ(run.error().message(), "run run-000000000000 does not exist");
   EXPECT_EQ(runs_->Logs("run-000000000000", 0).error().code(), Code::kNotFound);
-  EXPECT_EQ(runs_->OutputTable("run-000000000000", "features", "latest", "sam").error().code(), Code::kNotFound);
+  EXPECT_EQ(runs_->OutputTable("run-000000000000", "features", "latest", "sam").error().code(),
+            Code::kNotFound);
   EXPECT_TRUE(runs_->List(10)->empty());
 }
 

@@ -102,8 +102,9 @@ TEST_F(BadInputTest, BadPipelinesAreRejectedAtSubmitWithTheLine) {
             0);
   // Project p, with sam as a member and read access to the dataset.
   ASSERT_EQ(server_.Cli(admin_, {"project", "create", "p", "--member", "sam"}).exit_code, 0);
-  ASSERT_EQ(server_.Cli(admin_, {"grant", "create", "--to", "project:p", "--dataset", "weld-telemetry"}).exit_code,
-            0);
+  ASSERT_EQ(
+      server_.Cli(admin_, {"grant", "create", "--to", "project:p", "--dataset", "weld-telemetry"}).exit_code,
+      0);
   std::string before = Snapshot();
   const std::string head = "name: p\nsteps:\n";
   const std::string features = "  - name: features\n    kind: features\n    dataset: weld-telemetry\n";
@@ -126,8 +127,9 @@ TEST_F(BadInputTest, BadPipelinesAreRejectedAtSubmitWithTheLine) {
                                       "name: p\nsteps:\n  - name: features\n    kind: features\n"
                                       "    dataset: paint-telemetry\n")}),
               4, "NOT_FOUND", "dataset paint-telemetry does not exist");
-  ExpectError(server_.Cli(sam_, {"pipeline", "run", File("g.yaml", "name: q\nproject: q\nsteps:\n" + features)}), 4,
-              "NOT_FOUND", "project q does not exist");
+  ExpectError(
+      server_.Cli(sam_, {"pipeline", "run", File("g.yaml", "name: q\nproject: q\nsteps:\n" + features)}), 4,
+      "NOT_FOUND", "project q does not exist");
   EXPECT_EQ(Snapshot(), before);
 }
 

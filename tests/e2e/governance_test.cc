@@ -25,14 +25,15 @@ constexpr const char* kHiddenBadge = "BADGE-77341";
 constexpr const char* kFilteredPlant = "PLANT-HIDDEN";
 
 std::string Telemetry() {
-  std::string csv = "timestamp,plant,robot_serial,operator_badge,motor_current_a,motor_temp_c,fails_within_24h\n";
+  std::string csv =
+      "timestamp,plant,robot_serial,operator_badge,motor_current_a,motor_temp_c,fails_within_24h\n";
   for (int robot = 0; robot < 6; ++robot) {
     const std::string plant = robot < 4 ? (robot % 2 ? "P1" : "P2") : kFilteredPlant;
     for (int h = 0; h < 48; ++h) {
       char line[256];
-      std::snprintf(line, sizeof line, "2026-01-%02dT%02d:00:00Z,%s,%s%04d,%s,%.2f,%.2f,%d\n", 1 + h / 24, h % 24,
-                    plant.c_str(), kSerialPrefix, robot, kHiddenBadge, 10.0 + robot + h * 0.05, 60.0 + h * 0.1,
-                    h > 40 && robot == 1 ? 1 : 0);
+      std::snprintf(line, sizeof line, "2026-01-%02dT%02d:00:00Z,%s,%s%04d,%s,%.2f,%.2f,%d\n", 1 + h / 24,
+                    h % 24, plant.c_str(), kSerialPrefix, robot, kHiddenBadge, 10.0 + robot + h * 0.05,
+                    60.0 + h * 0.1, h > 40 && robot == 1 ? 1 : 0);
       csv += line;
     }
   }
@@ -53,8 +54,8 @@ class GovernanceTest : public ::testing::Test {
                              "robot_serial=pii"}));
     Must(server_.Cli(admin_, {"project", "create", "weld-pm", "--member", "sam"}));
     Must(server_.Cli(dana_, {"grant", "create", "--to", "project:weld-pm", "--dataset", "weld-telemetry",
-                             "--exclude", kHiddenColumn, "--where", std::string("plant != '") + kFilteredPlant + "'",
-                             "--mask", "tag:pii=hash"}));
+                             "--exclude", kHiddenColumn, "--where",
+                             std::string("plant != '") + kFilteredPlant + "'", "--mask", "tag:pii=hash"}));
   }
 
   void Must(const CliResult& r) { ASSERT_EQ(r.exit_code, 0) << r.out << r.err; }
@@ -91,7 +92,8 @@ TEST_F(GovernanceTest, EveryReadPathReturnsOnlyTheGrantedMaskedFilteredRows) {
   // 2. dataset export, CSV and JSON Lines, streamed.
   for (const char* format : {"csv", "jsonl"}) {
     const std::string file = server_.dir() + "/export." + format;
-    CliResult ex = server_.Cli(sam_, {"dataset", "export", "weld-telemetry", "--format", format, "--file", file});
+    CliResult ex =
+        server_.Cli(sam_, {"dataset", "export", "weld-telemetry", "--format", format, "--file", file});
     Must(ex);
     const std::string body = ReadFileOrEmpty(file);
     ExpectGoverned(std::string("dataset export ") + format, body + ex.err);
@@ -114,14 +116,15 @@ TEST_F(GovernanceTest, EveryReadPathReturnsOnlyTheGrantedMaskedFilteredRows) {
   EXPECT_EQ(hidden->status, 403) << hidden->body;
   EXPECT_EQ(hidden->body.find(kHiddenBadge), std::string::npos);
   // A reader's own filter on the masked column sees pseudonyms only.
-  auto probe = c->Send("GET", "/api/v1/datasets/weld-telemetry/rows?where=" +
-                                  http::PercentEncode(std::string("robot_serial = '") + kSerialPrefix + "0001'"));
+  auto probe =
+      c->Send("GET", "/api/v1/datasets/weld-telemetry/rows?where=" +
+                         http::PercentEncode(std::string("robot_serial = '") + kSerialPrefix + "0001'"));
   ASSERT_TRUE(probe.has_value());
   ASSERT_EQ(probe->status, 200) << probe->body;
   EXPECT_EQ(Json::parse(probe->body)["rows"].size(), 0u);
   // A type error in the reader's filter is a clear error.
-  auto bad = c->Send("GET", "/api/v1/datasets/weld-telemetry/rows?where=" +
-                                http::PercentEncode("motor_temp_c > 'hot'"));
+  auto bad = c->Send(
+      "GET", "/api/v1/datasets/weld-telemetry/rows?where=" + http::PercentEncode("motor_temp_c > 'hot'"));
   ASSERT_TRUE(bad.has_value());
   EXPECT_EQ(bad->status, 400) << bad->body;
   EXPECT_NE(bad->body.find("motor_temp_c"), std::string::npos);
@@ -151,12 +154,14 @@ TEST_F(GovernanceTest, EveryReadPathReturnsOnlyTheGrantedMaskedFilteredRows) {
   // The log names the grant's row filter (policy text the grantee may see), never a filtered row.
   std::string log_text = logs.out;
   const std::string filter_text = std::string("plant != '") + kFilteredPlant + "'";
-  for (size_t at; (at = log_text.find(filter_text)) != std::string::npos;) log_text.erase(at, filter_text.size());
+  for (size_t at; (at = log_text.find(filter_text)) != std::string::npos;)
+    log_text.erase(at, filter_text.size());
   ExpectGoverned("run logs", log_text);
   EXPECT_NE(logs.out.find("as svc.weld-pm"), std::string::npos) << logs.out;
 
   // 6. The audit log records every read with its columns, masks, filter and rows — and no plaintext value.
-  CliResult audit = server_.Cli(admin_, {"audit", "list", "--dataset", "weld-telemetry", "--limit", "100", "-o", "json"});
+  CliResult audit =
+      server_.Cli(admin_, {"audit", "list", "--dataset", "weld-telemetry", "--limit", "100", "-o", "json"});
   Must(audit);
   EXPECT_EQ(audit.out.find(kSerialPrefix), std::string::npos);
   EXPECT_EQ(audit.out.find(kHiddenBadge), std::string::npos);
@@ -220,15 +225,19 @@ TEST_F(GovernanceTest, BadGrantsAreClearErrorsAndChangeNothing) {
   };
   expect({"grant", "create", "--to", "principal:eve", "--dataset", "weld-telemetry", "--columns", "forse"}, 2,
          "'forse'");
-  expect({"grant", "create", "--to", "principal:eve", "--dataset", "weld-telemetry", "--where", "motor_temp_c > 'abc'"},
+  expect({"grant", "create", "--to", "principal:eve", "--dataset", "weld-telemetry", "--where",
+          "motor_temp_c > 'abc'"},
          2, "motor_temp_c");
-  expect({"grant", "create", "--to", "principal:eve", "--dataset", "weld-telemetry", "--where", "plant = = 'x'"}, 2,
-         "row filter");
-  expect({"grant", "create", "--to", "principal:eve", "--dataset", "weld-telemetry", "--mask", "motor_temp_c=blur"},
+  expect(
+      {"grant", "create", "--to", "principal:eve", "--dataset", "weld-telemetry", "--where", "plant = = 'x'"},
+      2, "row filter");
+  expect({"grant", "create", "--to", "principal:eve", "--dataset", "weld-telemetry", "--mask",
+          "motor_temp_c=blur"},
          2, "blur");
   expect({"grant", "create", "--to", "principal:nobody", "--dataset", "weld-telemetry"}, 4, "nobody");
   // Sam is no owner: he cannot share the dataset.
-  CliResult sam = server_.Cli(sam_, {"grant", "create", "--to", "principal:eve", "--dataset", "weld-telemetry"});
+  CliResult sam =
+      server_.Cli(sam_, {"grant", "create", "--to", "principal:eve", "--dataset", "weld-telemetry"});
   EXPECT_EQ(sam.exit_code, 3) << sam.err;
   CliResult after = server_.Cli(admin_, {"grant", "list", "-o", "json"});
   EXPECT_EQ(after.out, before.out);
@@ -237,12 +246,14 @@ TEST_F(GovernanceTest, BadGrantsAreClearErrorsAndChangeNothing) {
 TEST_F(GovernanceTest, IngestFromARealPostgresAndADatabaseThatIsDown) {
   auto pg = connectors::testing::PostgresServer::Start();
   ASSERT_TRUE(pg.has_value()) << pg.error().ToString();
-  ASSERT_TRUE((*pg)->Exec("CREATE TABLE readings (robot text, ts timestamptz, current_a float8, ok boolean);"
-                          "INSERT INTO readings SELECT 'WG-' || g, '2026-01-01 00:00:00+00'::timestamptz + g * "
-                          "interval '1 hour', 10 + g * 0.5, g % 2 = 0 FROM generate_series(1, 500) g;"));
+  ASSERT_TRUE(
+      (*pg)->Exec("CREATE TABLE readings (robot text, ts timestamptz, current_a float8, ok boolean);"
+                  "INSERT INTO readings SELECT 'WG-' || g, '2026-01-01 00:00:00+00'::timestamptz + g * "
+                  "interval '1 hour', 10 + g * 0.5, g % 2 = 0 FROM generate_series(1, 500) g;"));
   const std::string url = (*pg)->uri();
-  CliResult r = server_.Cli(dana_, {"dataset", "ingest", "plant-db", "--from-postgres", url, "--query",
-                                    "SELECT robot, ts, current_a, ok FROM readings ORDER BY robot", "-o", "json"});
+  CliResult r =
+      server_.Cli(dana_, {"dataset", "ingest", "plant-db", "--from-postgres", url, "--query",
+                          "SELECT robot, ts, current_a, ok FROM readings ORDER BY robot", "-o", "json"});
   Must(r);
   Json v = Json::parse(r.out);
   EXPECT_EQ(v["rows"], 500);
@@ -254,9 +265,9 @@ TEST_F(GovernanceTest, IngestFromARealPostgresAndADatabaseThatIsDown) {
   EXPECT_EQ(show.out.find(password), std::string::npos);
 
   // The same source again: a schedule makes no new version for unchanged data.
-  CliResult sched = server_.Cli(dana_, {"dataset", "schedule", "create", "plant-db", "--cron", "@hourly",
-                                        "--from-postgres", url, "--query",
-                                        "SELECT robot, ts, current_a, ok FROM readings ORDER BY robot", "-o", "json"});
+  CliResult sched = server_.Cli(
+      dana_, {"dataset", "schedule", "create", "plant-db", "--cron", "@hourly", "--from-postgres", url,
+              "--query", "SELECT robot, ts, current_a, ok FROM readings ORDER BY robot", "-o", "json"});
   Must(sched);
   const std::string id = Json::parse(sched.out)["id"];
   CliResult same = server_.Cli(dana_, {"dataset", "schedule", "run", id, "-o", "json"});

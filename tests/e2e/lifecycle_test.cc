@@ -72,9 +72,10 @@ TEST_F(LifecycleTest, WeldRobotsFromTelemetryToPredictions) {
   EXPECT_EQ(schema[3]["type"], "float64");
 
   // The project, and the data engineer's grant to it: robot_serial pseudonymised.
-  ASSERT_EQ(server_.Cli(server_.admin_token(), {"project", "create", "weld-pm", "--member", "sam"}).exit_code, 0);
-  CliResult grant = server_.Cli(dana_, {"grant", "create", "--to", "project:weld-pm", "--dataset", "weld-telemetry",
-                                        "--mask", "robot_serial=hash"});
+  ASSERT_EQ(server_.Cli(server_.admin_token(), {"project", "create", "weld-pm", "--member", "sam"}).exit_code,
+            0);
+  CliResult grant = server_.Cli(dana_, {"grant", "create", "--to", "project:weld-pm", "--dataset",
+                                        "weld-telemetry", "--mask", "robot_serial=hash"});
   ASSERT_EQ(grant.exit_code, 0) << grant.err;
 
   // c. The pipeline, as the data scientist.
@@ -227,7 +228,8 @@ TEST_F(LifecycleTest, NoUserDataInPlaintextAnywhereInTheDataDirectory) {
   CliResult ingest =
       server_.Cli(dana_, {"dataset", "ingest", "plant-secrets", server_.dir() + "/secret.csv"});
   ASSERT_EQ(ingest.exit_code, 0) << ingest.err;
-  ASSERT_EQ(server_.Cli(dana_, {"grant", "create", "--to", "principal:sam", "--dataset", "plant-secrets"}).exit_code,
+  ASSERT_EQ(server_.Cli(dana_, {"grant", "create", "--to", "principal:sam", "--dataset", "plant-secrets"})
+                .exit_code,
             0);
   // The marker is really stored: it comes back through the governed read...
   CliResult head = server_.Cli(sam_, {"dataset", "head", "plant-secrets", "-n", "50", "-o", "json"});
