@@ -107,6 +107,7 @@ double Median(std::vector<double> v) {
 int main(int argc, char** argv) {
   int size_mb = 1024, repeat = 3;
   std::string out_path = "bench/results/ingest.md", csv_path;
+  bool only_takt = false;  // --only-takt: skip the peers (profiling)
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
@@ -118,6 +119,8 @@ int main(int argc, char** argv) {
       out_path = next();
     else if (a == "--csv")
       csv_path = next();
+    else if (a == "--only-takt")
+      only_takt = true;
     else {
       std::cerr << "usage: takt_ingest_bench [--size-mb N] [--repeat N] [--out FILE] [--csv EXISTING.csv]\n";
       return 2;
@@ -165,6 +168,7 @@ int main(int argc, char** argv) {
              }
              return v->version.rows;
            }));
+    if (only_takt) continue;
     record("pandas read_csv",
            Command("/usr/bin/python3 -c \"import pandas as pd; pd.read_csv('" + csv_path + "')\""));
     fs::remove(sqlite_db);
@@ -212,8 +216,9 @@ int main(int argc, char** argv) {
     double s = Median(secs[name]);
     double ratio = Median(secs[base]) > 0 ? s / Median(secs[base]) : 0;
     char buf[256];
-    std::snprintf(buf, sizeof buf, "| %s | %.2f | %.0f | %.2f× takt's time | %.0f | %lld |\n", name.c_str(),
-                  s, mb / s, ratio, Median(rss[name]), static_cast<long long>(rows[name]));
+    const std::string n = rows[name] >= 0 ? std::to_string(rows[name]) : "-";
+    std::snprintf(buf, sizeof buf, "| %s | %.2f | %.0f | %.2f× takt's time | %.0f | %s |\n", name.c_str(), s,
+                  mb / s, ratio, Median(rss[name]), n.c_str());
     table += buf;
   };
   for (const char* n : {"takt ingest", "pandas read_csv", "sqlite3 .import"}) line(n, "takt ingest");

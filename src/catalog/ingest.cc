@@ -2,8 +2,12 @@
 // version row, its partitions and segments are written in one transaction at
 // the end, so a failed ingest leaves no version (at most unreferenced blobs).
 #include <algorithm>
+#include <condition_variable>
+#include <deque>
 #include <filesystem>
+#include <mutex>
 #include <set>
+#include <thread>
 #include <unordered_map>
 
 #include "catalog/catalog.h"
@@ -126,11 +130,90 @@ Status MergeField(frame::Schema& schema, const frame::Field& field, std::string_
   return Ok();
 }
 
+// Encodes and stores segments on a thread of its own, so that parsing and
+// statistics (on the caller's thread) overlap with compression, encryption
+// and the writes. At most two segments wait at a time: memory stays bounded.
+class SegmentEncoder {
+ public:
+  explicit SegmentEncoder(blob::BlobStore* blobs) : blobs_(blobs), thread_([this] { Loop(); }) {}
+  ~SegmentEncoder() {
+    {
+      std::lock_guard lock(mu_);
+      closing_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  SegmentEncoder(const SegmentEncoder&) = delete;
+  SegmentEncoder& operator=(const SegmentEncoder&) = delete;
+
+  // Queues `table`; `slot` (which must stay where it is) is filled in once written.
+  void Submit(frame::Table table, Segment* slot) {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [this] { return queue_.size() < 2; });
+    queue_.push_back({std::move(table), slot});
+    cv_.notify_all();
+  }
+
+  // Waits until everything queued is written; the first error, if any.
+  Status Drain() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [this] { return queue_.empty() && !busy_; });
+    if (error_) return std::unexpected(*error_);
+    return Ok();
+  }
+
+ private:
+  struct Job {
+    frame::Table table;
+    Segment* slot;
+  };
+
+  void Loop() {
+    std::unique_lock lock(mu_);
+    while (true) {
+      cv_.wait(lock, [this] { return closing_ || !queue_.empty(); });
+      if (queue_.empty()) return;
+      Job job = std::move(queue_.front());
+      queue_.pop_front();
+      busy_ = true;
+      const bool skip = error_.has_value();
+      lock.unlock();
+      cv_.notify_all();
+      std::optional<Error> failed;
+      if (!skip) {
+        std::string encoded = frame::EncodeTable(job.table);
+        job.table = frame::Table();
+        auto id = blobs_->Put(encoded);
+        if (id) {
+          job.slot->blob_id = std::move(*id);
+          job.slot->stored_bytes = static_cast<int64_t>(encoded.size());
+        } else {
+          failed = id.error();
+        }
+      }
+      lock.lock();
+      if (failed && !error_) error_ = std::move(failed);
+      busy_ = false;
+      cv_.notify_all();
+    }
+  }
+
+  blob::BlobStore* blobs_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Job> queue_;
+  bool busy_ = false;
+  bool closing_ = false;
+  std::optional<Error> error_;
+  std::thread thread_;  // last: starts after the members it uses
+};
+
 struct PartitionState {
   std::string key;
   frame::Table pending;
   frame::StatsBuilder stats;
-  std::vector<Segment> segments;
+  std::deque<Segment> segments;  // a deque: the encoder fills slots while more are added
   int64_t rows = 0;
   std::string source_hash;
 };
@@ -188,10 +271,10 @@ class VersionBuilder {
 
   // Adds a batch. `key` names the partition for directory sources; otherwise
   // partition_by decides per row.
-  Status Add(const frame::Table& batch, const std::string& file_key) {
+  Status Add(frame::Table batch, const std::string& file_key) {
     for (const auto& c : batch.columns) TAKT_RETURN_IF_ERROR(MergeField(schema_, c.field, ""));
     if (batch.num_rows() == 0) return Ok();
-    if (spec_.by_file || spec_.column.empty()) return AddTo(spec_.by_file ? file_key : "", batch);
+    if (spec_.by_file || spec_.column.empty()) return AddTo(spec_.by_file ? file_key : "", std::move(batch));
     const frame::Column* col = batch.Find(spec_.column);
     if (col == nullptr)
       return InvalidArgument("partition column '" + spec_.column + "' is not in the source");
@@ -216,7 +299,7 @@ class VersionBuilder {
       if (r == 0) first = keys[r];
       all_same = all_same && keys[r] == first;
     }
-    if (all_same) return AddTo(first, batch);
+    if (all_same) return AddTo(first, std::move(batch));
     std::map<std::string, std::vector<uint8_t>> masks;
     for (size_t r = 0; r < n; ++r) {
       auto& m = masks[keys[r]];
@@ -239,7 +322,7 @@ class VersionBuilder {
 
   Status Flush() {
     for (auto& [key, st] : partitions_) TAKT_RETURN_IF_ERROR(FlushPartition(*st));
-    return Ok();
+    return encoder_.Drain();
   }
 
   int64_t rows() const {
@@ -418,10 +501,18 @@ class VersionBuilder {
     return *st;
   }
 
-  Status AddTo(const std::string& key, const frame::Table& rows) {
+  Status AddTo(const std::string& key, frame::Table rows) {
     PartitionState& st = State(key);
-    st.stats.Add(rows);
+    st.stats.Add(rows);  // here, not on the encoder's thread: that one is the busier (measured)
     st.rows += static_cast<int64_t>(rows.num_rows());
+    if (st.pending.num_rows() == 0 && rows.num_rows() <= static_cast<size_t>(options_.segment_rows)) {
+      // The common case: a batch becomes (the start of) a segment without a copy.
+      pending_rows_ += rows.num_rows();
+      st.pending = std::move(rows);
+      if (st.pending.num_rows() >= static_cast<size_t>(options_.segment_rows))
+        TAKT_RETURN_IF_ERROR(FlushPartition(st));
+      return Ok();
+    }
     size_t offset = 0;
     while (offset < rows.num_rows()) {
       size_t room = static_cast<size_t>(options_.segment_rows) - st.pending.num_rows();
@@ -453,10 +544,9 @@ class VersionBuilder {
   Status FlushPartition(PartitionState& st) {
     const size_t n = st.pending.num_rows();
     if (n == 0) return Ok();
-    std::string encoded = frame::EncodeTable(st.pending);
-    TAKT_ASSIGN_OR_RETURN(std::string id, catalog_.blobs()->Put(encoded));
-    st.segments.push_back({st.key, id, static_cast<int64_t>(n), static_cast<int64_t>(encoded.size())});
+    st.segments.push_back({st.key, "", static_cast<int64_t>(n), 0});
     pending_rows_ -= n;
+    encoder_.Submit(std::move(st.pending), &st.segments.back());
     st.pending = frame::Table();
     return Ok();
   }
@@ -470,6 +560,7 @@ class VersionBuilder {
   std::map<std::string, std::unique_ptr<PartitionState>> partitions_;
   std::vector<internal::Partition> reused_;
   size_t pending_rows_ = 0;
+  SegmentEncoder encoder_{catalog_.blobs()};  // last: joined before the partitions it writes into go
 };
 
 Result<std::optional<DatasetVersion>> Latest(const CatalogService& catalog, const std::string& name) {
@@ -526,7 +617,7 @@ Status Drain(frame::BatchReader& reader, VersionBuilder& builder, const std::str
   while (true) {
     TAKT_ASSIGN_OR_RETURN(auto batch, reader.Next());
     if (!batch) break;
-    TAKT_RETURN_IF_ERROR(builder.Add(*batch, key));
+    TAKT_RETURN_IF_ERROR(builder.Add(std::move(*batch), key));
     if (after_batch) after_batch(builder.rows());
   }
   // The final schema may have widened nullability: record it.
