@@ -263,7 +263,9 @@ TEST_F(AccessTest, StatisticsAreGovernedToo) {
   EXPECT_EQ(sam->columns.size(), 2u);
   EXPECT_EQ(sam->masked, std::vector<std::string>{"robot_serial"});
   for (const auto& c : sam->columns) {
-    if (c.name == "robot_serial") EXPECT_TRUE(c.top.empty());
+    if (c.name == "robot_serial") {
+      EXPECT_TRUE(c.top.empty());
+    }
   }
   ASSERT_TRUE(GrantTo("principal:eve", "allow", {"force_kn", "plant"}, "plant = 'P1'"));
   auto eve = catalog_->Stats("eve", "weld-telemetry", 0);
