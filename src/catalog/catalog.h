@@ -239,6 +239,9 @@ class GovernedRead {
   virtual void Finish(bool completed) = 0;
 };
 
+// The remaining batches of a read, as one table (with the read's schema).
+Result<frame::Table> ReadRemaining(GovernedRead& read);
+
 // Statistics as a reader may see them: non-granted columns are absent; masked
 // columns keep only counts; with a row filter they are computed over the
 // visible rows.

@@ -253,16 +253,20 @@ Result<std::unique_ptr<GovernedRead>> CatalogService::OpenRead(const ReadRequest
   return std::unique_ptr<GovernedRead>(std::move(read));
 }
 
-Result<frame::Table> CatalogService::ReadTable(const ReadRequest& request) const {
-  TAKT_ASSIGN_OR_RETURN(auto read, OpenRead(request));
+Result<frame::Table> ReadRemaining(GovernedRead& read) {
   frame::Table out;
-  for (const auto& f : read->schema().fields) out.columns.push_back(frame::Column{f, {}, {}, {}, {}});
+  for (const auto& f : read.schema().fields) out.columns.push_back(frame::Column{f, {}, {}, {}, {}});
   while (true) {
-    TAKT_ASSIGN_OR_RETURN(auto batch, read->Next());
+    TAKT_ASSIGN_OR_RETURN(auto batch, read.Next());
     if (!batch) break;
     TAKT_RETURN_IF_ERROR(frame::AppendRows(out, *batch));
   }
   return out;
+}
+
+Result<frame::Table> CatalogService::ReadTable(const ReadRequest& request) const {
+  TAKT_ASSIGN_OR_RETURN(auto read, OpenRead(request));
+  return ReadRemaining(*read);
 }
 
 Result<StatsView> CatalogService::Stats(std::string_view principal, std::string_view dataset,

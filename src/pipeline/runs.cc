@@ -316,13 +316,7 @@ Result<StepResult> RunFeatures(RunContext& ctx, const std::string& step, const J
   for (const auto& c : read->plan().columns) {
     if (c.mask) masked += (masked.empty() ? "" : ", ") + c.source.name + " (" + c.mask->ToString() + ")";
   }
-  frame::Table input;
-  for (const auto& f : read->schema().fields) input.columns.push_back(frame::Column{f, {}, {}, {}, {}});
-  while (true) {
-    TAKT_ASSIGN_OR_RETURN(auto batch, read->Next());
-    if (!batch) break;
-    TAKT_RETURN_IF_ERROR(frame::AppendRows(input, *batch));
-  }
+  TAKT_ASSIGN_OR_RETURN(frame::Table input, catalog::ReadRemaining(*read));
   catalog::DatasetVersion dv;
   dv.dataset = dataset;
   dv.version = version;
