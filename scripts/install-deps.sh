@@ -10,9 +10,11 @@ packages=(
   # libraries
   libboost-dev libboost-system-dev nlohmann-json3-dev libsqlite3-dev libssl-dev
   libxgboost-dev libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev libzstd-dev
-  libsimdjson-dev libpq-dev
+  libsimdjson-dev libpq-dev zlib1g-dev
   # data sources the connectors are tested against (a throwaway cluster per test run)
   postgresql sqlite3
+  # pipelines: sandboxed script steps, the Slurm executor (a single-node cluster in tests), plots
+  bubblewrap slurm-wlm munge libcairo2-dev python3-sklearn
   # tests and benchmarks
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   # reference implementation for prediction-equality tests (Debian's python)

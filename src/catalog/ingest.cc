@@ -2,9 +2,12 @@
 // version row, its partitions and segments are written in one transaction at
 // the end, so a failed ingest leaves no version (at most unreferenced blobs).
 #include <algorithm>
+#include <array>
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
+#include <functional>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -130,13 +133,15 @@ Status MergeField(frame::Schema& schema, const frame::Field& field, std::string_
   return Ok();
 }
 
-// Encodes and stores segments on a thread of its own, so that parsing and
-// statistics (on the caller's thread) overlap with compression, encryption
-// and the writes. At most two segments wait at a time: memory stays bounded.
-class SegmentEncoder {
+// Runs tasks in order on a thread of its own. At most kMaxQueued wait at a
+// time, so what they hold stays bounded. After a task fails the rest are
+// skipped, and Drain reports the first error.
+class SerialWorker {
  public:
-  explicit SegmentEncoder(blob::BlobStore* blobs) : blobs_(blobs), thread_([this] { Loop(); }) {}
-  ~SegmentEncoder() {
+  static constexpr size_t kMaxQueued = 2;
+
+  SerialWorker() : thread_([this] { Loop(); }) {}
+  ~SerialWorker() {
     {
       std::lock_guard lock(mu_);
       closing_ = true;
@@ -144,18 +149,17 @@ class SegmentEncoder {
     cv_.notify_all();
     thread_.join();
   }
-  SegmentEncoder(const SegmentEncoder&) = delete;
-  SegmentEncoder& operator=(const SegmentEncoder&) = delete;
+  SerialWorker(const SerialWorker&) = delete;
+  SerialWorker& operator=(const SerialWorker&) = delete;
 
-  // Queues `table`; `slot` (which must stay where it is) is filled in once written.
-  void Submit(frame::Table table, Segment* slot) {
+  void Submit(std::function<Status()> task) {
     std::unique_lock lock(mu_);
-    cv_.wait(lock, [this] { return queue_.size() < 2; });
-    queue_.push_back({std::move(table), slot});
+    cv_.wait(lock, [this] { return queue_.size() < kMaxQueued; });
+    queue_.push_back(std::move(task));
     cv_.notify_all();
   }
 
-  // Waits until everything queued is written; the first error, if any.
+  // Waits until every queued task has run; the first error, if any.
   Status Drain() {
     std::unique_lock lock(mu_);
     cv_.wait(lock, [this] { return queue_.empty() && !busy_; });
@@ -164,45 +168,29 @@ class SegmentEncoder {
   }
 
  private:
-  struct Job {
-    frame::Table table;
-    Segment* slot;
-  };
-
   void Loop() {
     std::unique_lock lock(mu_);
     while (true) {
       cv_.wait(lock, [this] { return closing_ || !queue_.empty(); });
       if (queue_.empty()) return;
-      Job job = std::move(queue_.front());
+      std::function<Status()> task = std::move(queue_.front());
       queue_.pop_front();
       busy_ = true;
       const bool skip = error_.has_value();
       lock.unlock();
       cv_.notify_all();
-      std::optional<Error> failed;
-      if (!skip) {
-        std::string encoded = frame::EncodeTable(job.table);
-        job.table = frame::Table();
-        auto id = blobs_->Put(encoded);
-        if (id) {
-          job.slot->blob_id = std::move(*id);
-          job.slot->stored_bytes = static_cast<int64_t>(encoded.size());
-        } else {
-          failed = id.error();
-        }
-      }
+      Status done = skip ? Ok() : task();
+      task = nullptr;  // drop what it holds before waiting again
       lock.lock();
-      if (failed && !error_) error_ = std::move(failed);
+      if (!done && !error_) error_ = done.error();
       busy_ = false;
       cv_.notify_all();
     }
   }
 
-  blob::BlobStore* blobs_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Job> queue_;
+  std::deque<std::function<Status()>> queue_;
   bool busy_ = false;
   bool closing_ = false;
   std::optional<Error> error_;
@@ -212,7 +200,7 @@ class SegmentEncoder {
 struct PartitionState {
   std::string key;
   frame::Table pending;
-  frame::StatsBuilder stats;
+  frame::StatsBuilder stats;     // written by the statistics worker until drained
   std::deque<Segment> segments;  // a deque: the encoder fills slots while more are added
   int64_t rows = 0;
   std::string source_hash;
@@ -322,7 +310,9 @@ class VersionBuilder {
 
   Status Flush() {
     for (auto& [key, st] : partitions_) TAKT_RETURN_IF_ERROR(FlushPartition(*st));
-    return encoder_.Drain();
+    Status stats_done = stats_worker_.Drain();
+    for (auto& w : encode_workers_) TAKT_RETURN_IF_ERROR(w.Drain());
+    return stats_done;
   }
 
   int64_t rows() const {
@@ -503,7 +493,6 @@ class VersionBuilder {
 
   Status AddTo(const std::string& key, frame::Table rows) {
     PartitionState& st = State(key);
-    st.stats.Add(rows);  // here, not on the encoder's thread: that one is the busier (measured)
     st.rows += static_cast<int64_t>(rows.num_rows());
     if (st.pending.num_rows() == 0 && rows.num_rows() <= static_cast<size_t>(options_.segment_rows)) {
       // The common case: a batch becomes (the start of) a segment without a copy.
@@ -546,8 +535,21 @@ class VersionBuilder {
     if (n == 0) return Ok();
     st.segments.push_back({st.key, "", static_cast<int64_t>(n), 0});
     pending_rows_ -= n;
-    encoder_.Submit(std::move(st.pending), &st.segments.back());
+    // Parsing (this thread), statistics (one worker, so they keep the order rows
+    // arrived in) and encoding (two workers: the heaviest part) overlap.
+    auto table = std::make_shared<const frame::Table>(std::move(st.pending));
     st.pending = frame::Table();
+    stats_worker_.Submit([table, &st]() -> Status {
+      st.stats.Add(*table);
+      return Ok();
+    });
+    SerialWorker& encoder = encode_workers_[next_encoder_++ % encode_workers_.size()];
+    encoder.Submit([table, slot = &st.segments.back(), blobs = catalog_.blobs()]() -> Status {
+      std::string encoded = frame::EncodeTable(*table);
+      TAKT_ASSIGN_OR_RETURN(slot->blob_id, blobs->Put(encoded));
+      slot->stored_bytes = static_cast<int64_t>(encoded.size());
+      return Ok();
+    });
     return Ok();
   }
 
@@ -560,7 +562,10 @@ class VersionBuilder {
   std::map<std::string, std::unique_ptr<PartitionState>> partitions_;
   std::vector<internal::Partition> reused_;
   size_t pending_rows_ = 0;
-  SegmentEncoder encoder_{catalog_.blobs()};  // last: joined before the partitions it writes into go
+  // Last: joined before the partitions they write into go.
+  SerialWorker stats_worker_;
+  std::array<SerialWorker, 2> encode_workers_;
+  size_t next_encoder_ = 0;
 };
 
 Result<std::optional<DatasetVersion>> Latest(const CatalogService& catalog, const std::string& name) {
