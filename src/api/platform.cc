@@ -1,5 +1,7 @@
 #include "api/platform.h"
 
+#include <thread>
+
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
@@ -41,8 +43,11 @@ Result<std::unique_ptr<Platform>> Assemble(const Config& config) {
   p->events = std::make_unique<events::EventBus>(p->db.get());
   p->registry = std::make_unique<registry::RegistryService>(p->db.get());
   p->serving = std::make_unique<serving::ServingService>(p->db.get(), p->blobs.get(), p->registry.get());
+  pipeline::RunServiceOptions run_options;
+  run_options.step_slots = static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
+  run_options.work_root = (fs::path(config.data_dir) / "work").string();
   p->runs = std::make_unique<pipeline::RunService>(p->db.get(), p->blobs.get(), p->catalog.get(),
-                                                   p->registry.get(), p->iam.get());
+                                                   p->registry.get(), p->iam.get(), run_options);
   TAKT_RETURN_IF_ERROR(MigrateAll(*p));
   return p;
 }

@@ -1,5 +1,7 @@
 #include "api/routes.h"
 
+#include "crypto/crypto.h"
+
 #include "api/internal.h"
 
 #include <spdlog/spdlog.h>
@@ -92,7 +94,12 @@ Json ToJson(const pipeline::Run& r) {
                      {"finished_at", s.finished_at},
                      {"error", s.error},
                      {"outputs", Json::parse(s.outputs_json, nullptr, false)},
-                     {"metrics", Json::parse(s.metrics_json, nullptr, false)}});
+                     {"metrics", Json::parse(s.metrics_json, nullptr, false)},
+                     {"attempt", s.attempt},
+                     {"failure", s.failure},
+                     {"cached_from", s.cached_from},
+                     {"executor", s.executor},
+                     {"upstream", s.upstream}});
   }
   return {{"id", r.id},
           {"pipeline", r.pipeline},
@@ -104,6 +111,11 @@ Json ToJson(const pipeline::Run& r) {
           {"finished_at", r.finished_at},
           {"error", r.error},
           {"spec_hash", r.spec_hash},
+          {"params", Json::parse(r.params_json, nullptr, false)},
+          {"git_commit", r.git_commit},
+          {"parent_run", r.parent_run},
+          {"kind", r.kind},
+          {"no_cache", r.no_cache},
           {"steps", steps}};
 }
 
@@ -256,16 +268,94 @@ std::shared_ptr<http::Router> BuildRouter(Platform& p) {
   // Pipelines and runs.
   add("POST", "/api/v1/runs", "pipeline:run", [&p](Request& req) {
     auto ct = req.ContentType();
-    if (ct != "application/yaml" && ct != "application/x-yaml" && ct != "text/yaml" && ct != "text/plain") {
-      return http::ErrorResponse(UnsupportedMedia("pipeline: expected Content-Type application/yaml, got '" +
-                                                  std::string(ct) + "'"));
+    pipeline::SubmitRequest sub;
+    sub.principal = req.principal_id;
+    if (ct == "application/json") {
+      // {"yaml": "...", "params": {...}, "no_cache": bool, "git_commit": "...", "files": {"path":
+      // "<base64>"}}
+      auto body = ParseJson(req.body, "run request");
+      if (!body) return http::ErrorResponse(body.error());
+      if (!body->is_object() || !body->contains("yaml") || !(*body)["yaml"].is_string()) {
+        return http::ErrorResponse(InvalidArgument("run request: 'yaml' (the pipeline as text) is required"));
+      }
+      sub.yaml = (*body)["yaml"];
+      sub.params = body->value("params", Json::object());
+      sub.no_cache = body->value("no_cache", false);
+      sub.git_commit = body->value("git_commit", "");
+      for (const auto& [path, content] : body->value("files", Json::object()).items()) {
+        if (!content.is_string())
+          return http::ErrorResponse(InvalidArgument("run request: files." + path + " must be base64 text"));
+        auto bytes = crypto::Base64Decode(content.get<std::string>());
+        if (!bytes) return http::ErrorResponse(bytes.error().WithContext("run request: files." + path));
+        sub.files[path] = std::move(*bytes);
+      }
+    } else if (ct == "application/yaml" || ct == "application/x-yaml" || ct == "text/yaml" ||
+               ct == "text/plain") {
+      sub.yaml = req.body;
+    } else {
+      return http::ErrorResponse(
+          UnsupportedMedia("pipeline: expected Content-Type application/yaml or application/json, got '" +
+                           std::string(ct) + "'"));
     }
     return Render<pipeline::Run>(
-        p.runs->Submit(req.body, req.principal_id), [](const auto& r) { return ToJson(r); }, 201);
+        p.runs->Submit(sub), [](const auto& r) { return ToJson(r); }, 201);
+  });
+  add("POST", "/api/v1/runs/{id}/cancel", "run:cancel", [&p](Request& req) {
+    auto s = p.runs->Cancel(req.path_params["id"], req.principal_id);
+    if (!s) return http::ErrorResponse(s.error());
+    return Render<pipeline::Run>(
+        p.runs->Get(req.path_params["id"]), [](const auto& r) { return ToJson(r); }, 202);
+  });
+  add("POST", "/api/v1/runs/{id}/rerun", "pipeline:run", [&p](Request& req) {
+    auto body = ParseJson(req.body.empty() ? std::string("{}") : req.body, "rerun request");
+    if (!body) return http::ErrorResponse(body.error());
+    if (!body->contains("from_step") || !(*body)["from_step"].is_string()) {
+      return http::ErrorResponse(
+          InvalidArgument("rerun request: 'from_step' (the step to run again) is required"));
+    }
+    return Render<pipeline::Run>(
+        p.runs->Rerun(req.path_params["id"], (*body)["from_step"], req.principal_id,
+                      body->value("no_cache", false)),
+        [](const auto& r) { return ToJson(r); }, 201);
+  });
+  add("GET", "/api/v1/runs/{id}/metrics", "run:describe", [&p](Request& req) {
+    const bool curves = req.Query("curves").value_or("0") != "0";
+    return Render<std::vector<pipeline::MetricPoint>>(
+        p.runs->Metrics({req.path_params["id"]}, curves), [](const auto& v) {
+          Json a = Json::array();
+          for (const auto& m : v)
+            a.push_back({{"step", m.step}, {"name", m.name}, {"round", m.round}, {"value", m.value}});
+          return a;
+        });
   });
   add("GET", "/api/v1/runs", "run:list", [&p](Request& req) {
     int limit = 50;
     if (auto l = req.Query("limit")) limit = ParseInt(*l, "limit").value_or(50);
+    if (auto metric = req.Query("metric")) {
+      // Search: runs whose final metric lies in [min, max], best first.
+      std::optional<double> lo, hi;
+      for (auto [key, bound] : {std::pair{"min", &lo}, std::pair{"max", &hi}}) {
+        if (auto v = req.Query(key)) {
+          try {
+            *bound = std::stod(std::string(*v));
+          } catch (const std::exception&) {
+            return http::ErrorResponse(
+                InvalidArgument(std::string(key) + ": '" + std::string(*v) + "' is not a number"));
+          }
+        }
+      }
+      auto found = p.runs->Search(std::string(*metric), lo, hi,
+                                  std::string(req.Query("pipeline").value_or("")), limit);
+      return Render<std::vector<std::pair<pipeline::Run, double>>>(found, [&](const auto& v) {
+        Json a = Json::array();
+        for (const auto& [r, value] : v) {
+          Json j = ToJson(r);
+          j["value"] = value;
+          a.push_back(j);
+        }
+        return a;
+      });
+    }
     return Render<std::vector<pipeline::Run>>(p.runs->List(limit), [](const auto& v) {
       Json a = Json::array();
       for (const auto& x : v) a.push_back(ToJson(x));

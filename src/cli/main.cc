@@ -19,6 +19,7 @@
 #include "api/routes.h"
 #include "cli/context.h"
 #include "cli/data_commands.h"
+#include "cli/run_commands.h"
 #include "cli/output.h"
 #include "core/config.h"
 #include "core/json.h"
@@ -225,30 +226,9 @@ Result<Json> FollowRun(Context& ctx, const std::string& id, bool quiet) {
       }
     }
     std::string st = Str(run, "status");
-    if (st == "succeeded" || st == "failed") return run;
+    if (st == "succeeded" || st == "failed" || st == "cancelled") return run;
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
   }
-}
-
-Status CmdPipelineRun(Context& ctx, const std::string& file, bool wait) {
-  TAKT_ASSIGN_OR_RETURN(std::string yaml, ReadFile(file));
-  TAKT_ASSIGN_OR_RETURN(Json run, ctx.Call("POST", "/api/v1/runs", yaml, "application/yaml"));
-  std::string id = Str(run, "id");
-  if (!wait) {
-    if (ctx.json()) return PrintJson(run), Ok();
-    std::cout << "Queued run " << id << " (follow it with `takt run logs " << id << " -f`)\n";
-    return Ok();
-  }
-  if (!ctx.json()) std::cerr << "Run " << id << " of " << Str(run, "pipeline") << " queued\n";
-  TAKT_ASSIGN_OR_RETURN(Json done, FollowRun(ctx, id, ctx.json()));
-  if (ctx.json()) {
-    PrintJson(done);
-  } else {
-    PrintRun(done);
-  }
-  if (Str(done, "status") != "succeeded")
-    return FailedPrecondition("run " + id + " failed: " + Str(done, "error"));
-  return Ok();
 }
 
 Status CmdRunList(Context& ctx) {
@@ -664,13 +644,6 @@ int Main(int argc, char** argv) {
   auto* pipeline = app.add_subcommand("pipeline", "pipelines of processing, training and evaluation")
                        ->require_subcommand(1)
                        ->fallthrough();
-  std::string pipeline_file;
-  bool no_wait = false;
-  auto* pr = pipeline->add_subcommand("run", "submit a pipeline YAML and follow the run");
-  pr->add_option("file", pipeline_file, "pipeline YAML")->required();
-  pr->add_flag("--no-wait", no_wait, "return once the run is queued");
-  output(pr);
-  pr->callback(run([&] { return CmdPipelineRun(ctx, pipeline_file, !no_wait); }));
 
   auto* runcmd = app.add_subcommand("run", "pipeline runs")->require_subcommand(1)->fallthrough();
   std::string run_id, run_output, run_file;
@@ -745,6 +718,7 @@ int Main(int argc, char** argv) {
   ei->callback(run([&] { return CmdEndpointInvoke(ctx, ep_name, ep_file, id_columns, top); }));
 
   AddDataCommands(app, ctx, run, output);
+  AddRunCommands(app, ctx, run, output);
 
   // event / audit
   auto* event = app.add_subcommand("event", "the event outbox")->require_subcommand(1)->fallthrough();

@@ -30,6 +30,11 @@ inline constexpr size_t kAeadOverhead = kAeadNonceSize + kAeadTagSize;
 // SHA-256 of `data` as 64 lowercase hex characters.
 std::string Sha256Hex(std::string_view data);
 
+// Standard base64 (RFC 4648, with padding). Decode: InvalidArgument for
+// anything that is not well-formed base64.
+std::string Base64Encode(std::string_view data);
+Result<std::string> Base64Decode(std::string_view text);
+
 // Incremental SHA-256 for data that arrives in pieces (streamed files).
 //   Sha256 h; h.Update(a); h.Update(b); std::string hex = h.FinishHex();
 // FinishHex() resets the object, so it can hash the next message.

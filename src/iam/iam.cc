@@ -117,7 +117,7 @@ const std::vector<std::string>& KnownActions() {
       "audit:list",       "event:list",       "model:download",    "dataset:update",    "dataset:schedule",
       "grant:create",     "grant:list",       "grant:delete",      "group:create",      "group:list",
       "group:manage",     "project:create",   "project:list",      "project:describe",  "project:manage",
-      "lineage:read",
+      "lineage:read",     "run:cancel",       "pipeline:network",
   };
   return *a;
 }

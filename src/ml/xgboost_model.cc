@@ -260,7 +260,13 @@ Result<TrainResult> Train(const Matrix& x, const std::vector<float>& y, const Ma
     }
     rounds = iter + 1;
     result.best_iteration = iter;
-    if (!valid) continue;
+    if (!valid) {
+      if (options.on_round && !options.on_round(iter, NAN, NAN)) {
+        result.stopped = true;
+        break;
+      }
+      continue;
+    }
     const char* eval = nullptr;
     if (XGBoosterEvalOneIter(b, iter, cache, names, 2, &eval) != 0) {
       return XgbError(iter == 0 ? Code::kInvalidArgument : Code::kInternal,
@@ -268,6 +274,11 @@ Result<TrainResult> Train(const Matrix& x, const std::vector<float>& y, const Ma
     }
     const EvalLine line = ParseEval(eval);
     result.curve.emplace_back(line.train, line.valid);
+    result.metric = line.metric;
+    if (options.on_round && !options.on_round(iter, line.train, line.valid)) {
+      result.stopped = true;
+      break;
+    }
     if (options.early_stopping_rounds == 0) continue;
     const bool maximize = Maximize(line.metric);
     const auto& history = result.curve;

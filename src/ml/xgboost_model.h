@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -35,6 +36,10 @@ struct TrainOptions {
   // improved for this many rounds (needs a validation set).
   int early_stopping_rounds = 0;
   int nthread = 0;  // 0 = XGBoost default
+  // Called after every round (with the train and validation metric when a
+  // validation set is given, else NaN). Returning false stops training: the
+  // model keeps the rounds so far and `stopped` says why in TrainResult.
+  std::function<bool(int round, double train_metric, double valid_metric)> on_round;
 };
 
 struct TrainResult {
@@ -48,6 +53,8 @@ struct TrainResult {
   // given, else empty. The metric is the last one XGBoost evaluates (the
   // objective's default unless params set eval_metric).
   std::vector<std::pair<double, double>> curve;
+  std::string metric;    // the metric's name, e.g. "logloss"
+  bool stopped = false;  // on_round asked to stop
 };
 
 // Features: row-major float matrix, NaN = missing.

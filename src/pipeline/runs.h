@@ -1,25 +1,51 @@
 // File: pipeline/runs.h
 //
-// Runs: one execution of a pipeline spec. A run belongs to the spec's
-// project: only its members (or an admin) may start one, and its steps read
-// data as the project's service identity, with the project's grants, never
-// with the launcher's. Each run records its lineage (dataset versions read,
-// artifacts written, the model version registered). Submit validates the spec and
-// records a queued run with its steps in one transaction; a pool of worker
-// threads claims queued runs and executes their steps in order, passing
-// artifacts (encrypted, content-addressed blobs) from step to step. States:
-// queued → running → succeeded | failed; a step that is never reached is
-// `skipped`. Each step writes log lines that `takt run logs` shows.
+// Runs: one execution of a pipeline spec, and the experiment record it leaves.
 //
-// After a crash, runs left `running` are failed on restart with a reason
-// (resuming them is the pipelines issue's work).
+// A run belongs to the spec's project: only its members (or an admin) may
+// start one, and its steps read data as the project's service identity, with
+// the project's grants, never with the launcher's. Submit validates the spec
+// (with the launch's parameter overrides) and records a queued run with its
+// steps in one transaction.
 //
-// Thread-safe: Submit/Get/List may be called from any thread.
+// Execution is a DAG: a driver per run launches every step whose upstream
+// steps succeeded, up to `step_slots` steps at a time across all runs (the
+// local executor's pool), so independent steps run in parallel. A failed
+// step is retried per its policy (attempts, exponential backoff, which
+// failures); when it finally fails, steps that depend on it are `skipped`,
+// and with on_failure: stop (the default) steps not yet started are
+// `cancelled` while running ones finish; with on_failure: continue the rest
+// of the DAG goes on. A step's timeout is enforced (cooperatively inside
+// built-in steps, by the sandbox for command steps). Cancel() stops a run.
+//
+// Step caching: a step's key is the SHA-256 of its kind, its resolved
+// configuration, the content hashes of its input artifacts (and, for dataset
+// reads, the dataset version and the project's access plan), and the code it
+// runs. A later step with the same key reuses the outputs and says so in its
+// log ("cache hit"); `no_cache` turns lookups off for a launch. Register and
+// condition steps are never cached.
+//
+// Experiments: every run records its parameters, per-step metrics, curves
+// (a metric per boosting round), artifacts, the dataset versions read and
+// its code version (spec hash, git commit when the launcher sends one).
+// Search() filters runs by a metric; Metrics() returns them for comparison.
+//
+// After a crash, RecoverInterrupted() puts runs left `running` back in the
+// queue: their succeeded steps are kept; a step that was running counts as a
+// `lost` attempt and is retried if its policy allows, else failed with a
+// reason. No run stays running forever.
+//
+// States: run queued → running → succeeded | failed | cancelled; step
+// queued → running → (retrying →) succeeded | failed | skipped | cancelled.
+//
+// Thread-safe: every public method may be called from any thread.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
 #include <functional>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -27,6 +53,7 @@
 
 #include "blob/blob_store.h"
 #include "catalog/catalog.h"
+#include "core/json.h"
 #include "core/result.h"
 #include "frame/table.h"
 #include "iam/iam.h"
@@ -38,12 +65,17 @@ namespace takt::pipeline {
 struct StepRun {
   std::string name;
   std::string kind;
-  std::string status;  // queued, running, succeeded, failed, skipped
+  std::string status;  // queued, running, retrying, succeeded, failed, skipped, cancelled
   std::string started_at;
   std::string finished_at;
   std::string error;
   std::string outputs_json = "{}";  // {"features": "<blob id>", ...}
   std::string metrics_json = "{}";
+  int attempt = 0;          // attempts made so far
+  std::string failure;      // error, timeout, crash, memory, disk, lost, upstream, cancelled
+  std::string cached_from;  // "run-…/step" when the outputs were reused
+  std::string executor;     // local | slurm
+  std::vector<std::string> upstream;
 };
 
 struct Run {
@@ -57,6 +89,11 @@ struct Run {
   std::string finished_at;
   std::string error;
   std::string spec_hash;
+  std::string params_json = "{}";
+  std::string git_commit;
+  std::string parent_run;         // tune trials: the run of the tune step; reruns: the run they repeat
+  std::string kind = "pipeline";  // pipeline | trial
+  bool no_cache = false;
   std::vector<StepRun> steps;
 };
 
@@ -67,24 +104,59 @@ struct LogLine {
   std::string line;
 };
 
+// One recorded metric value: a final value (round = -1) or a point of a curve.
+struct MetricPoint {
+  std::string run_id;
+  std::string step;
+  std::string name;
+  int round = -1;
+  double value = 0;
+};
+
+struct SubmitRequest {
+  std::string yaml;
+  std::string principal;
+  Json params = Json::object();  // overrides of declared parameters
+  bool no_cache = false;
+  std::string git_commit;
+  std::map<std::string, std::string> files;  // code of command steps: relative path → content
+  // Rerun: copy the outputs of `rerun_of`'s steps that `from_step` does not
+  // depend on, and run `from_step` and everything downstream of it again.
+  std::string rerun_of;
+  std::string from_step;
+};
+
+struct RunServiceOptions {
+  int step_slots = 2;      // local executor: steps running at once, across runs
+  std::string work_root;   // scratch space for command steps (<data-dir>/work)
+  std::string slurm_conf;  // "" = no Slurm executor configured
+};
+
 class RunService {
  public:
   RunService(store::Database* db, blob::BlobStore* blobs, catalog::CatalogService* catalog,
-             registry::RegistryService* registry, iam::IamService* iam)
-      : db_(db), blobs_(blobs), catalog_(catalog), registry_(registry), iam_(iam) {}
+             registry::RegistryService* registry, iam::IamService* iam, RunServiceOptions options = {});
   ~RunService();
 
   Status Migrate();
 
-  // Validates `yaml` and queues a run. InvalidArgument names the bad line;
-  // NotFound when a step's dataset or the project does not exist;
-  // PermissionDenied when `principal` is not a member of the project or the
-  // project has no grant for a step's data or columns. Nothing is written on
-  // error.
+  // Validates and queues a run. InvalidArgument names the bad line (or the
+  // bad parameter); NotFound when a step's dataset or the project does not
+  // exist; PermissionDenied when `principal` is not a member of the project or
+  // the project has no grant for a step's data or columns. Nothing is written
+  // on error.
+  Result<Run> Submit(const SubmitRequest& request);
   Result<Run> Submit(std::string_view yaml, const std::string& principal);
+  // A new run of `id`'s spec, parameters and code: the steps `from_step`
+  // does not lead to keep their outputs; it and what follows run again.
+  Result<Run> Rerun(std::string_view id, const std::string& from_step, const std::string& principal,
+                    bool no_cache);
   Result<Run> Get(std::string_view id) const;
   Result<std::vector<Run>> List(int limit) const;  // newest first, without steps
   Result<std::vector<LogLine>> Logs(std::string_view id, int64_t after_seq) const;
+  // Requests cancellation: queued runs end at once; running steps are stopped.
+  // FailedPrecondition for a run that already finished.
+  Status Cancel(std::string_view id, const std::string& principal);
   // A table a step wrote (e.g. features/latest), decoded. Only members of
   // the run's project (or an admin) may read it: PermissionDenied otherwise.
   Result<frame::Table> OutputTable(std::string_view run_id, std::string_view step, std::string_view output,
@@ -92,9 +164,16 @@ class RunService {
   // Members of the run's project and admins.
   Status CheckProjectAccess(const Run& run, const std::string& principal) const;
 
-  // Marks runs left running by a previous process as failed.
+  // Every metric of the runs (final values and curves), for compare and plots.
+  Result<std::vector<MetricPoint>> Metrics(const std::vector<std::string>& run_ids, bool curves) const;
+  // Runs whose final metric `name` (any step) lies in [min, max], best first.
+  Result<std::vector<std::pair<Run, double>>> Search(const std::string& metric, std::optional<double> min,
+                                                     std::optional<double> max, const std::string& pipeline,
+                                                     int limit) const;
+
+  // Puts runs left running by a previous process back in the queue (see above).
   Status RecoverInterrupted();
-  // Starts `workers` threads executing queued runs.
+  // Starts `workers` run drivers (runs executing at once).
   void Start(int workers);
   void Stop();
   // Called after each finished run (for tests and the event bus).
@@ -102,6 +181,9 @@ class RunService {
 
   // Runs one queued run to its end on the calling thread (tests). false if none.
   bool RunOnce();
+
+  // Internal: the engine's shared state (defined in runs.cc).
+  struct Engine;
 
  private:
   Status Execute(const std::string& run_id);
@@ -112,6 +194,8 @@ class RunService {
   catalog::CatalogService* catalog_;
   registry::RegistryService* registry_;
   iam::IamService* iam_;
+  RunServiceOptions options_;
+  std::unique_ptr<Engine> engine_;
   std::function<void(const std::string&)> on_finished_;
   std::mutex mu_;
   std::condition_variable cv_;

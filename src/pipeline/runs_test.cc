@@ -3,6 +3,13 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <sstream>
+
+#include "sandbox/sandbox.h"
+
+#include <thread>
+
 #include <stdlib.h>
 #include "core/temp_dir.h"
 
@@ -474,42 +481,89 @@ TEST_F(RunsTest, UnknownRunIsNotFound) {
   EXPECT_TRUE(runs_->List(10)->empty());
 }
 
-TEST_F(RunsTest, RecoverInterruptedFailsRunsLeftRunning) {
+TEST_F(RunsTest, RecoverInterruptedResumesRunsAndFailsLostStepsByPolicy) {
   IngestWeld();
   auto interrupted = runs_->Submit(Pipeline("auc >= 0.6"), "sam");
   auto waiting = runs_->Submit(Pipeline("auc >= 0.6"), "sam");
   ASSERT_TRUE(interrupted.has_value() && waiting.has_value());
-  // As if the server died while the run was in its train step.
+  // As if the server died while the run was in its train step (its first and only attempt).
   ASSERT_TRUE(
       db_->Exec("UPDATE runs SET status = 'running', started_at = 'then' WHERE id = ?", {interrupted->id}));
-  ASSERT_TRUE(db_->Exec("UPDATE run_steps SET status = 'succeeded' WHERE run_id = ? AND name = 'features'",
-                        {interrupted->id}));
-  ASSERT_TRUE(db_->Exec("UPDATE run_steps SET status = 'running' WHERE run_id = ? AND name = 'train'",
-                        {interrupted->id}));
+  ASSERT_TRUE(
+      db_->Exec("UPDATE run_steps SET status = 'running', attempt = 1 WHERE run_id = ? AND name = 'train'",
+                {interrupted->id}));
+  ASSERT_TRUE(
+      db_->Exec("UPDATE run_steps SET status = 'running', attempt = 1 WHERE run_id = ? AND name = 'features'",
+                {interrupted->id}));
 
   auto s = runs_->RecoverInterrupted();
   ASSERT_TRUE(s.has_value()) << s.error().ToString();
-
   auto run = runs_->Get(interrupted->id);
   ASSERT_TRUE(run.has_value());
+  EXPECT_EQ(run->status, "queued");                     // back in the queue, not stuck
+  EXPECT_EQ(FindStep(*run, "train").status, "failed");  // attempts: 1, so the lost attempt was the last
+  EXPECT_EQ(FindStep(*run, "train").failure, "lost");
+  EXPECT_THAT(FindStep(*run, "train").error, HasSubstr("server stopped"));
+
+  // Its driver settles it: what depends on the lost step is skipped.
+  ASSERT_TRUE(runs_->RunOnce());
+  run = runs_->Get(interrupted->id);
   EXPECT_EQ(run->status, "failed");
   EXPECT_THAT(run->error, HasSubstr("server stopped"));
-  EXPECT_FALSE(run->finished_at.empty());
-  EXPECT_EQ(FindStep(*run, "features").status, "succeeded");
-  EXPECT_EQ(FindStep(*run, "train").status, "failed");
-  EXPECT_THAT(FindStep(*run, "train").error, HasSubstr("server stopped"));
   for (const char* later : {"evaluate", "quality-gate", "register"}) {
     EXPECT_EQ(FindStep(*run, later).status, "skipped") << later;
   }
-
   // A queued run is not touched: it still runs.
   auto other = runs_->Get(waiting->id);
   EXPECT_EQ(other->status, "queued");
   for (const auto& st : other->steps) EXPECT_EQ(st.status, "queued");
+  ASSERT_TRUE(runs_->RecoverInterrupted());  // nothing left running: changes nothing
+  EXPECT_EQ(runs_->Get(interrupted->id)->status, "failed");
+}
 
-  // Recovering again changes nothing.
+TEST_F(RunsTest, ALostStepWithARetryPolicyRunsAgainAfterTheRestart) {
+  IngestWeld();
+  std::string yaml = Pipeline("auc >= 0.6");
+  yaml.replace(yaml.find("    kind: train\n"), 16, "    kind: train\n    retry: {attempts: 2, on: [lost]}\n");
+  auto interrupted = runs_->Submit(yaml, "sam");
+  ASSERT_TRUE(interrupted.has_value()) << interrupted.error().ToString();
+  ASSERT_TRUE(db_->Exec("UPDATE runs SET status = 'running' WHERE id = ?", {interrupted->id}));
+  ASSERT_TRUE(
+      db_->Exec("UPDATE run_steps SET status = 'running', attempt = 1 WHERE run_id = ? AND name = 'features'",
+                {interrupted->id}));
   ASSERT_TRUE(runs_->RecoverInterrupted());
-  EXPECT_EQ(runs_->Get(interrupted->id)->finished_at, run->finished_at);
+  ASSERT_TRUE(runs_->RunOnce());
+  auto run = runs_->Get(interrupted->id);
+  EXPECT_EQ(run->status, "failed");  // features had no retry for lost
+  ASSERT_TRUE(db_->Exec("UPDATE runs SET status = 'running' WHERE id = ?", {interrupted->id}));
+  ASSERT_TRUE(db_->Exec("UPDATE run_steps SET status = 'succeeded' WHERE run_id = ? AND name = 'features'",
+                        {interrupted->id}));
+  // The features outputs must exist for train to run: take them from a fresh run.
+  auto fresh = runs_->Submit(Pipeline("auc >= 0.6"), "sam");
+  ASSERT_TRUE(fresh.has_value());
+  ASSERT_TRUE(runs_->RunOnce());  // the fresh run (the interrupted one is 'running', not queued)
+  auto done = runs_->Get(fresh->id);
+  ASSERT_EQ(done->status, "succeeded") << done->error;
+  ASSERT_TRUE(db_->Exec("UPDATE run_steps SET outputs_json = ? WHERE run_id = ? AND name = 'features'",
+                        {FindStep(*done, "features").outputs_json, interrupted->id}));
+  ASSERT_TRUE(db_->Exec(
+      "UPDATE run_steps SET status = 'running', attempt = 1, failure = '', error = '' WHERE run_id = "
+      "? AND name = 'train'",
+      {interrupted->id}));
+  for (const char* later : {"evaluate", "quality-gate", "register"}) {
+    ASSERT_TRUE(db_->Exec("UPDATE run_steps SET status = 'queued' WHERE run_id = ? AND name = ?",
+                          {interrupted->id, later}));
+  }
+  ASSERT_TRUE(runs_->RecoverInterrupted());
+  EXPECT_EQ(FindStep(*runs_->Get(interrupted->id), "train").status, "queued");
+  ASSERT_TRUE(runs_->RunOnce());
+  run = runs_->Get(interrupted->id);
+  EXPECT_EQ(run->status, "succeeded") << run->error;
+  EXPECT_EQ(FindStep(*run, "train").attempt, 2);
+  auto logs = runs_->Logs(interrupted->id, 0);
+  bool said = false;
+  for (const auto& l : *logs) said |= l.line.find("the step runs again") != std::string::npos;
+  EXPECT_TRUE(said);
 }
 
 TEST_F(RunsTest, WorkersRunQueuedRunsAndReportEachFinishedRun) {
@@ -530,6 +584,261 @@ TEST_F(RunsTest, WorkersRunQueuedRunsAndReportEachFinishedRun) {
   ASSERT_EQ(list->size(), 1u);
   EXPECT_EQ(list->front().id, submitted->id);
   EXPECT_TRUE(list->front().steps.empty());
+}
+
+TEST_F(RunsTest, RetriesPerPolicyThenSkipsDependentsAndStopsTheRest) {
+  const std::string yaml =
+      "name: flaky\nproject: weld-pm\nsteps:\n"
+      "  - name: boom\n    kind: fail\n    message: the plant database is down\n"
+      "    retry: {attempts: 3, backoff: 10ms, on: [error]}\n"
+      "  - name: after\n    kind: fail\n    depends_on: [boom]\n"
+      "  - name: beside\n    kind: fail\n    message: never started\n    depends_on: [after]\n";
+  auto submitted = runs_->Submit(yaml, "sam");
+  ASSERT_TRUE(submitted.has_value()) << submitted.error().ToString();
+  ASSERT_TRUE(runs_->RunOnce());
+  auto run = runs_->Get(submitted->id);
+  EXPECT_EQ(run->status, "failed");
+  EXPECT_THAT(run->error, HasSubstr("step boom: the plant database is down (after 3 attempts)"));
+  EXPECT_EQ(FindStep(*run, "boom").attempt, 3);
+  EXPECT_EQ(FindStep(*run, "boom").failure, "error");
+  EXPECT_EQ(FindStep(*run, "after").status, "skipped");
+  EXPECT_THAT(FindStep(*run, "after").error, HasSubstr("upstream step boom failed"));
+  EXPECT_EQ(FindStep(*run, "beside").status, "skipped");
+  int retries = 0;
+  auto logs = runs_->Logs(run->id, 0);
+  for (const auto& l : *logs) retries += l.line.find("retrying in") != std::string::npos;
+  EXPECT_EQ(retries, 2);
+}
+
+TEST_F(RunsTest, OnFailureContinueRunsIndependentStepsAndStopCancelsThem) {
+  IngestWeld();
+  auto make = [](const std::string& policy) {
+    return "name: branches\nproject: weld-pm\nsteps:\n"
+           "  - name: boom\n    kind: fail\n    on_failure: " +
+           policy +
+           "\n"
+           "  - name: features\n    kind: features\n    dataset: weld-telemetry\n    depends_on: [slow]\n"
+           "  - name: slow\n    kind: features\n    dataset: weld-telemetry\n";
+  };
+  auto cont = runs_->Submit(make("continue"), "sam");
+  ASSERT_TRUE(cont.has_value()) << cont.error().ToString();
+  ASSERT_TRUE(runs_->RunOnce());
+  auto run = runs_->Get(cont->id);
+  EXPECT_EQ(run->status, "failed");
+  EXPECT_EQ(FindStep(*run, "features").status, "succeeded");
+  EXPECT_EQ(FindStep(*run, "slow").status, "succeeded");
+}
+
+TEST_F(RunsTest, IdenticalStepsHitTheCacheUnlessNoCacheAndParamsChangeTheKey) {
+  IngestWeld();
+  auto first = runs_->Submit(Pipeline("auc >= 0.6"), "sam");
+  ASSERT_TRUE(first.has_value());
+  ASSERT_TRUE(runs_->RunOnce());
+  ASSERT_EQ(runs_->Get(first->id)->status, "succeeded");
+  auto second = runs_->Submit(Pipeline("auc >= 0.6"), "sam");
+  ASSERT_TRUE(runs_->RunOnce());
+  auto run = runs_->Get(second->id);
+  ASSERT_EQ(run->status, "succeeded") << run->error;
+  for (const char* cached : {"features", "train", "evaluate"}) {
+    EXPECT_EQ(FindStep(*run, cached).cached_from, first->id + "/" + cached) << cached;
+  }
+  EXPECT_TRUE(FindStep(*run, "register").cached_from.empty());  // never cached: it has effects
+  EXPECT_EQ(FindStep(*run, "features").outputs_json,
+            FindStep(*runs_->Get(first->id), "features").outputs_json);
+
+  SubmitRequest req;
+  req.yaml = Pipeline("auc >= 0.6");
+  req.principal = "sam";
+  req.no_cache = true;
+  auto third = runs_->Submit(req);
+  ASSERT_TRUE(third.has_value());
+  ASSERT_TRUE(runs_->RunOnce());
+  EXPECT_TRUE(FindStep(*runs_->Get(third->id), "train").cached_from.empty());
+
+  // A changed grant changes what features reads: no hit.
+  catalog::Grant g;
+  g.effect = "allow";
+  g.subject = "project:weld-pm";
+  g.dataset = "weld-telemetry";
+  g.row_filter = "plant = 'P1'";
+  ASSERT_TRUE(catalog_->CreateGrant(g, "dana"));
+  auto fourth = runs_->Submit(Pipeline("auc >= 0.6"), "sam");
+  ASSERT_TRUE(runs_->RunOnce());
+  EXPECT_TRUE(FindStep(*runs_->Get(fourth->id), "features").cached_from.empty());
+}
+
+TEST_F(RunsTest, RerunFromAStepReusesWhatComesBeforeIt) {
+  IngestWeld();
+  auto first = runs_->Submit(Pipeline("auc >= 0.6"), "sam");
+  ASSERT_TRUE(runs_->RunOnce());
+  auto again = runs_->Rerun(first->id, "evaluate", "sam", true);
+  ASSERT_TRUE(again.has_value()) << again.error().ToString();
+  EXPECT_EQ(FindStep(*again, "features").status, "succeeded");
+  EXPECT_EQ(FindStep(*again, "train").cached_from, first->id + "/train");
+  EXPECT_EQ(FindStep(*again, "evaluate").status, "queued");
+  ASSERT_TRUE(runs_->RunOnce());
+  auto run = runs_->Get(again->id);
+  EXPECT_EQ(run->status, "succeeded") << run->error;
+  EXPECT_EQ(run->parent_run, first->id);
+  EXPECT_EQ(runs_->Rerun(first->id, "nope", "sam", false).error().code(), Code::kInvalidArgument);
+  EXPECT_EQ(runs_->Rerun(first->id, "train", "eve", false).error().code(), Code::kPermissionDenied);
+}
+
+TEST_F(RunsTest, CurvesAndFinalMetricsAreRecordedAndSearchable) {
+  IngestWeld();
+  auto submitted = runs_->Submit(Pipeline("auc >= 0.6"), "sam");
+  ASSERT_TRUE(runs_->RunOnce());
+  auto curves = runs_->Metrics({submitted->id}, true);
+  ASSERT_TRUE(curves.has_value()) << curves.error().ToString();
+  int holdout_points = 0;
+  for (const auto& m : *curves)
+    holdout_points += m.step == "train" && m.name == "holdout_logloss" && m.round >= 0;
+  EXPECT_EQ(holdout_points, 30);  // one per boosting round
+  auto found = runs_->Search("auc", 0.6, std::nullopt, "", 10);
+  ASSERT_TRUE(found.has_value()) << found.error().ToString();
+  ASSERT_EQ(found->size(), 1u);
+  EXPECT_EQ(found->front().first.id, submitted->id);
+  EXPECT_TRUE(runs_->Search("auc", 1.01, std::nullopt, "", 10)->empty());
+}
+
+TEST_F(RunsTest, CancelEndsAQueuedRunAndStopsARunningOne) {
+  IngestWeld();
+  auto queued = runs_->Submit(Pipeline("auc >= 0.6"), "sam");
+  ASSERT_TRUE(runs_->Cancel(queued->id, "sam"));
+  EXPECT_EQ(runs_->Get(queued->id)->status, "cancelled");
+  EXPECT_EQ(runs_->Cancel(queued->id, "sam").error().code(), Code::kFailedPrecondition);
+  EXPECT_EQ(runs_->Cancel(queued->id, "eve").error().code(), Code::kPermissionDenied);
+  EXPECT_FALSE(runs_->RunOnce());  // nothing left to run
+
+  std::string yaml = Pipeline("auc >= 0.6");
+  yaml.replace(yaml.find("rounds: 30"), 10, "rounds: 100000");
+  auto long_run = runs_->Submit(yaml, "sam");
+  ASSERT_TRUE(long_run.has_value()) << long_run.error().ToString();
+  std::thread driver([&] { runs_->RunOnce(); });
+  for (int i = 0; i < 600 && FindStep(*runs_->Get(long_run->id), "train").status != "running"; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(runs_->Cancel(long_run->id, "sam"));
+  driver.join();
+  auto run = runs_->Get(long_run->id);
+  EXPECT_EQ(run->status, "cancelled");
+  EXPECT_EQ(FindStep(*run, "train").status, "cancelled");
+  EXPECT_EQ(FindStep(*run, "register").status, "skipped");
+}
+
+TEST_F(RunsTest, ATimeoutStopsTrainingAndCountsAsATimeoutFailure) {
+  IngestWeld();
+  std::string yaml = Pipeline("auc >= 0.6");
+  yaml.replace(yaml.find("rounds: 30"), 10, "rounds: 100000\n    timeout: 1s");
+  auto submitted = runs_->Submit(yaml, "sam");
+  ASSERT_TRUE(submitted.has_value()) << submitted.error().ToString();
+  ASSERT_TRUE(runs_->RunOnce());
+  auto run = runs_->Get(submitted->id);
+  EXPECT_EQ(run->status, "failed");
+  EXPECT_EQ(FindStep(*run, "train").failure, "timeout");
+  EXPECT_THAT(FindStep(*run, "train").error, HasSubstr("time limit"));
+}
+
+TEST_F(RunsTest, TuneRunsTrialsAsRunsAndPassesTheBestModelOn) {
+  IngestWeld();
+  const std::string yaml =
+      "name: weld-tune\nproject: weld-pm\nsteps:\n"
+      "  - name: features\n    kind: features\n    dataset: weld-telemetry\n    label: fails_within_24h\n"
+      "    windows: [6, 24]\n    keep: [plant]\n"
+      "  - name: split\n    kind: split\n    input: features\n    fraction: 0.25\n"
+      "  - name: tune\n    kind: tune\n    input: split\n    label: fails_within_24h\n    rounds: 30\n"
+      "    trials: 8\n    parallel: 2\n    sampler: tpe\n    exclude: [tip_dress_count]\n"
+      "    params: {objective: 'binary:logistic', eval_metric: logloss, nthread: 1, seed: 7}\n"
+      "    space:\n      eta: {type: loguniform, low: 0.02, high: 0.5}\n"
+      "      max_depth: {type: int, low: 2, high: 6}\n"
+      "    early_stopping: {grace_rounds: 5, min_trials: 2}\n"
+      "  - name: evaluate\n    kind: evaluate\n    model: tune\n";
+  auto submitted = runs_->Submit(yaml, "sam");
+  ASSERT_TRUE(submitted.has_value()) << submitted.error().ToString();
+  ASSERT_TRUE(runs_->RunOnce());
+  auto run = runs_->Get(submitted->id);
+  ASSERT_EQ(run->status, "succeeded") << run->error;
+  Json outputs = Json::parse(FindStep(*run, "tune").outputs_json);
+  ASSERT_EQ(outputs["trial_runs"].size(), 8u);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM runs WHERE kind = 'trial' AND parent_run = '" + run->id + "'"), 8);
+  Json metrics = Json::parse(FindStep(*run, "tune").metrics_json);
+  EXPECT_EQ(metrics["trials"], 8);
+  // The best trial's score is the best of the trials that finished.
+  auto best = runs_->Get(outputs["best_trial"].get<std::string>());
+  ASSERT_TRUE(best.has_value());
+  EXPECT_EQ(best->kind, "trial");
+  auto found = runs_->Search("holdout_logloss", std::nullopt, std::nullopt, "weld-tune/tune", 20);
+  ASSERT_TRUE(found.has_value());
+  EXPECT_GE(found->size(), 1u);
+  EXPECT_GT(Json::parse(FindStep(*run, "evaluate").metrics_json)["auc"].get<double>(), 0.6);
+}
+
+TEST_F(RunsTest, AScriptModeTrainingScriptRunsInTheSandboxAndItsModelIsRegistered) {
+  if (!sandbox::Available()) GTEST_FAIL() << sandbox::Available().error().ToString();
+  const char* root = std::getenv("TAKT_SOURCE_DIR");
+  if (root == nullptr || *root == '\0') GTEST_SKIP() << "TAKT_SOURCE_DIR is not set (CTest sets it)";
+  IngestWeld();
+  std::ifstream in(std::string(root) + "/examples/weld-pm/script/train.py");
+  std::stringstream code;
+  code << in.rdbuf();
+  SubmitRequest req;
+  req.principal = "sam";
+  req.files = {{"script/train.py", code.str()}};
+  req.yaml =
+      "name: weld-script\nproject: weld-pm\nsteps:\n"
+      "  - name: features\n    kind: features\n    dataset: weld-telemetry\n    label: fails_within_24h\n"
+      "    windows: [6, 24]\n    keep: [plant]\n"
+      "  - name: split\n    kind: split\n    input: features\n    fraction: 0.25\n"
+      "  - name: train\n    kind: command\n    command: /usr/bin/python3 train.py\n    code: script\n"
+      "    inputs: {train: split.train, validation: split.holdout}\n"
+      "    hyperparameters: {num_round: 30, eta: 0.3}\n    timeout: 5m\n    resources: {cpus: 1, memory: "
+      "4Gi}\n"
+      "  - name: evaluate\n    kind: evaluate\n    model: train\n    data: split.holdout\n    label: "
+      "fails_within_24h\n"
+      "  - name: register\n    kind: register\n    model: train\n    metrics: evaluate\n    model_group: "
+      "weld-script\n";
+  auto submitted = runs_->Submit(req);
+  ASSERT_TRUE(submitted.has_value()) << submitted.error().ToString();
+  ASSERT_TRUE(runs_->RunOnce());
+  auto run = runs_->Get(submitted->id);
+  if (run->status != "succeeded") {
+    auto logs = runs_->Logs(run->id, 0);
+    for (const auto& l : *logs) std::cerr << "[" << l.step << "] " << l.line << "\n";
+  }
+  ASSERT_EQ(run->status, "succeeded") << run->error;
+  Json metrics = Json::parse(FindStep(*run, "train").metrics_json);
+  EXPECT_GT(metrics["validation_auc"].get<double>(), 0.6);
+  EXPECT_GT(Json::parse(FindStep(*run, "evaluate").metrics_json)["auc"].get<double>(), 0.6);
+  auto versions = registry_->ListVersions("weld-script");
+  ASSERT_TRUE(versions.has_value()) << versions.error().ToString();
+  ASSERT_EQ(versions->size(), 1u);
+  EXPECT_FALSE(versions->front().feature_names.empty());
+  auto curves = runs_->Metrics({run->id}, true);
+  int points = 0;
+  for (const auto& m : *curves) points += m.name == "validation_logloss_curve" && m.round >= 0;
+  EXPECT_EQ(points, 30);
+
+  // A script that writes no model fails with a clear reason.
+  req.files = {{"script/train.py", "print('forgot to save')\n"}};
+  auto none = runs_->Submit(req);
+  ASSERT_TRUE(none.has_value());
+  ASSERT_TRUE(runs_->RunOnce());
+  run = runs_->Get(none->id);
+  EXPECT_EQ(run->status, "failed");
+  EXPECT_THAT(FindStep(*run, "train").error, HasSubstr("wrote no model"));
+  // One that crashes names its exit and the end of its stderr.
+  req.files = {
+      {"script/train.py", "import sys\nsys.stderr.write('cannot open the welding log\\n')\nsys.exit(3)\n"}};
+  auto crash = runs_->Submit(req);
+  ASSERT_TRUE(runs_->RunOnce());
+  run = runs_->Get(crash->id);
+  EXPECT_THAT(FindStep(*run, "train").error, HasSubstr("exited with code 3"));
+  EXPECT_THAT(FindStep(*run, "train").error, HasSubstr("cannot open the welding log"));
+  // Network needs a permission the data scientist does not have.
+  req.yaml.replace(req.yaml.find("    timeout: 5m"), 15, "    timeout: 5m\n    network: true");
+  auto net = runs_->Submit(req);
+  ASSERT_FALSE(net.has_value());
+  EXPECT_EQ(net.error().code(), Code::kPermissionDenied);
 }
 
 }  // namespace

@@ -117,7 +117,7 @@ TEST_F(BadInputTest, BadPipelinesAreRejectedAtSubmitWithTheLine) {
                                  File("c.yaml", head + features +
                                                     "  - name: train\n    kind: train\n    input: featurez\n"
                                                     "    label: fails_within_24h\n")}),
-              2, "INVALID_ARGUMENT", "input 'featurez' is not an earlier step");
+              2, "INVALID_ARGUMENT", "input 'featurez': there is no step 'featurez'");
   ExpectError(server_.Cli(sam_, {"pipeline", "run", File("d.yaml", head + features + "    windowz: [6]\n")}),
               2, "INVALID_ARGUMENT", "line 6: step 'features': unknown key 'windowz'");
   ExpectError(server_.Cli(sam_, {"pipeline", "run", File("e.yaml", head + "  - name: s\n    kind: spark\n")}),
