@@ -163,8 +163,11 @@ TEST_F(BadInputTest, MalformedOversizeAndMistypedRequestsChangeNothing) {
                   "UNSUPPORTED_MEDIA_TYPE");
   ExpectHttpError(client_->Send("POST", "/api/v1/datasets/weld/versions", R"({"a":1})", "application/json"),
                   415, "UNSUPPORTED_MEDIA_TYPE");
-  ExpectHttpError(client_->Send("POST", "/api/v1/runs", R"({"name":"p"})", "application/json"), 415,
+  // Runs take YAML, or JSON carrying the YAML (with parameters and code files).
+  ExpectHttpError(client_->Send("POST", "/api/v1/runs", "name: p", "image/png"), 415,
                   "UNSUPPORTED_MEDIA_TYPE");
+  ExpectHttpError(client_->Send("POST", "/api/v1/runs", R"({"name":"p"})", "application/json"), 400,
+                  "INVALID_ARGUMENT");
   ExpectHttpError(client_->Send("POST", "/api/v1/models/weld-pm/versions/1/approve", "{", "application/json"),
                   400, "INVALID_ARGUMENT");
   ExpectHttpError(client_->Send("GET", "/api/v1/nothing-here"), 404, "NOT_FOUND");
