@@ -641,9 +641,9 @@ int Main(int argc, char** argv) {
   dl->callback(run([&] { return CmdDatasetList(ctx); }));
 
   // pipeline / run
-  auto* pipeline = app.add_subcommand("pipeline", "pipelines of processing, training and evaluation")
-                       ->require_subcommand(1)
-                       ->fallthrough();
+  app.add_subcommand("pipeline", "pipelines of processing, training and evaluation")
+      ->require_subcommand(1)
+      ->fallthrough();
 
   auto* runcmd = app.add_subcommand("run", "pipeline runs")->require_subcommand(1)->fallthrough();
   std::string run_id, run_output, run_file;
