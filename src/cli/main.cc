@@ -28,6 +28,7 @@
 #include "http/client.h"
 #include "http/server.h"
 #include "http/url.h"
+#include "pipeline/slurm_step.h"
 #include "sim/weld.h"
 
 namespace takt::cli {
@@ -590,6 +591,9 @@ int Main(int argc, char** argv) {
   setting(server, "port", "listen port (default 8080; 0 picks a free one)");
   setting(server, "http-threads", "HTTP worker threads (default 4)");
   setting(server, "workers", "concurrent pipeline runs (default 2)");
+  setting(server, "step-slots", "steps running at once on this server (default: the number of cores)");
+  setting(server, "slurm-conf", "slurm.conf of a Slurm cluster for `executor: slurm` steps (default: none)");
+  setting(server, "slurm-partition", "Slurm partition for steps (default: the cluster's default)");
   setting(server, "master-key-file", "master key file (default <data-dir>/master.key)");
   server->callback(run([&] { return CmdServer(ctx); }));
 
@@ -738,11 +742,21 @@ int Main(int argc, char** argv) {
   output(al);
   al->callback(run([&] { return CmdAuditList(ctx, a_principal, a_action, a_resource, a_dataset, a_limit); }));
 
+  // internal: what the platform runs on its own behalf (hidden from help).
+  int internal_exit = -1;
+  auto* internal = app.add_subcommand("internal", "")->group("")->require_subcommand(1);
+  std::string sx_spec, sx_result;
+  auto* sx = internal->add_subcommand("sandbox-exec", "run a command step's sandbox spec (on a Slurm node)");
+  sx->add_option("spec", sx_spec, "the sandbox spec (JSON)")->required();
+  sx->add_option("result", sx_result, "where the result goes (JSON)")->required();
+  sx->callback([&] { internal_exit = pipeline::ExecSandboxJob(sx_spec, sx_result); });
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  if (internal_exit >= 0) return internal_exit;
   if (!status) {
     std::cerr << "takt: " << CodeName(status.error().code()) << ": " << status.error().message() << "\n";
     return ExitCode(status.error());

@@ -71,6 +71,18 @@ const std::vector<Setting>& Settings() {
                           const std::string& s) { return SetInt(c.http_threads, v, s, 1, 256); }},
       {"workers",
        [](Config& c, const std::string& v, const std::string& s) { return SetInt(c.workers, v, s, 1, 256); }},
+      {"step-slots", [](Config& c, const std::string& v,
+                        const std::string& s) { return SetInt(c.step_slots, v, s, 0, 1024); }},
+      {"slurm-conf",
+       [](Config& c, const std::string& v, const std::string&) {
+         c.slurm_conf = v;
+         return Ok();
+       }},
+      {"slurm-partition",
+       [](Config& c, const std::string& v, const std::string&) {
+         c.slurm_partition = v;
+         return Ok();
+       }},
       {"log-format",
        [](Config& c, const std::string& v, const std::string& s) {
          return SetOneOf(c.log_format, v, s, {"text", "json"});

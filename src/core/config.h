@@ -22,6 +22,10 @@ struct Config {
   int port = 8080;
   int http_threads = 4;
   int workers = 2;  // concurrent pipeline runs
+  int step_slots =
+      0;  // local executor: steps running at once across runs (0 = the number of cores, at least 2)
+  std::string slurm_conf;       // a Slurm cluster's slurm.conf: enables `executor: slurm` ("" = none)
+  std::string slurm_partition;  // "" = the cluster's default partition
   std::string log_format = "text";
   std::string log_level = "info";
   std::string url = "http://127.0.0.1:8080";  // where the CLI finds the server

@@ -29,6 +29,7 @@
 #include "frame/codec.h"
 #include "frame/csv.h"
 #include "ml/xgboost_model.h"
+#include "pipeline/slurm_step.h"
 #include "pipeline/steps.h"
 #include "sandbox/sandbox.h"
 
@@ -155,12 +156,17 @@ void ReadMetricsFile(const fs::path& path, StepEnv& env, StepResult& r) {
 }  // namespace
 
 Result<StepResult> RunCommand(StepEnv& env) {
-  if (auto ok = sandbox::Available(); !ok) return std::unexpected(ok.error().WithContext("command step"));
   const StepSpec& step = *env.step;
+  const bool on_slurm = step.executor == "slurm";
+  // After a restart, the Slurm job of this attempt may still run in the folder prepared for it.
+  const bool reattach = on_slurm && !env.slurm_job.empty();
+  if (!on_slurm) {
+    if (auto ok = sandbox::Available(); !ok) return std::unexpected(ok.error().WithContext("command step"));
+  }
   const Json& config = step.config;
   const fs::path root = env.work_dir;
   std::error_code ec;
-  fs::remove_all(root, ec);
+  if (!reattach) fs::remove_all(root, ec);
   const fs::path code = root / "code", input = root / "input", model = root / "model",
                  output = root / "output";
   for (const auto& d : {code, input / "data", input / "config", model, output / "data"}) {
@@ -169,7 +175,7 @@ Result<StepResult> RunCommand(StepEnv& env) {
   }
   // The code bundle: a file lands in /opt/ml/code under its own name; a folder's files keep their relative
   // paths.
-  if (config.contains("code")) {
+  if (config.contains("code") && !reattach) {
     std::string prefix = config["code"];
     while (prefix.ends_with("/")) prefix.pop_back();
     for (const auto& [path, content] : *env.files) {
@@ -208,26 +214,31 @@ Result<StepResult> RunCommand(StepEnv& env) {
     fs::create_directories(dir, ec);
     const Json& value = InputValue(env, in);
     std::string inside = "/opt/ml/input/data/" + channel;
+    const bool write = !reattach;  // a reattached job's inputs are already in place
     switch (in.type) {
       case ArtifactType::kTable: {
-        TAKT_ASSIGN_OR_RETURN(std::string bytes, env.blobs->Get(value.get<std::string>()));
-        TAKT_ASSIGN_OR_RETURN(frame::Table t, frame::DecodeTable(bytes));
-        TAKT_RETURN_IF_ERROR(WriteFile(dir / (channel + ".csv"), frame::WriteCsv(t)));
+        if (write) {
+          TAKT_ASSIGN_OR_RETURN(std::string bytes, env.blobs->Get(value.get<std::string>()));
+          TAKT_ASSIGN_OR_RETURN(frame::Table t, frame::DecodeTable(bytes));
+          TAKT_RETURN_IF_ERROR(WriteFile(dir / (channel + ".csv"), frame::WriteCsv(t)));
+        }
         vars["TAKT_INPUT_" + Upper(channel)] = inside + "/" + channel + ".csv";
         break;
       }
       case ArtifactType::kModel: {
-        TAKT_ASSIGN_OR_RETURN(std::string bytes, env.blobs->Get(value.get<std::string>()));
-        TAKT_RETURN_IF_ERROR(WriteFile(dir / "model.json", bytes));
+        if (write) {
+          TAKT_ASSIGN_OR_RETURN(std::string bytes, env.blobs->Get(value.get<std::string>()));
+          TAKT_RETURN_IF_ERROR(WriteFile(dir / "model.json", bytes));
+        }
         vars["TAKT_INPUT_" + Upper(channel)] = inside + "/model.json";
         break;
       }
       case ArtifactType::kMetrics:
-        TAKT_RETURN_IF_ERROR(WriteFile(dir / "metrics.json", value.dump()));
+        if (write) TAKT_RETURN_IF_ERROR(WriteFile(dir / "metrics.json", value.dump()));
         vars["TAKT_INPUT_" + Upper(channel)] = inside + "/metrics.json";
         break;
       case ArtifactType::kFiles:
-        TAKT_RETURN_IF_ERROR(RestoreTree(*env.blobs, value.get<std::string>(), dir));
+        if (write) TAKT_RETURN_IF_ERROR(RestoreTree(*env.blobs, value.get<std::string>(), dir));
         vars["TAKT_INPUT_" + Upper(channel)] = inside;
         break;
     }
@@ -248,7 +259,7 @@ Result<StepResult> RunCommand(StepEnv& env) {
   }
   vars["SM_HPS"] = config.value("hyperparameters", Json::object()).dump();
   vars["TAKT_HYPERPARAMETERS"] = vars["SM_HPS"];
-  TAKT_RETURN_IF_ERROR(WriteFile(input / "config" / "hyperparameters.json", hps.dump()));
+  if (!reattach) TAKT_RETURN_IF_ERROR(WriteFile(input / "config" / "hyperparameters.json", hps.dump()));
 
   sandbox::Spec spec;
   spec.argv = argv;
@@ -295,21 +306,29 @@ Result<StepResult> RunCommand(StepEnv& env) {
       }
     }
   };
-  std::atomic<bool> cancel{false};
-  std::atomic<bool> finished{false};
-  std::thread watcher([&] {
-    while (!finished.load()) {
-      if (env.should_stop() && env.stop_reason() == "cancelled") cancel = true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-  });
   std::string shown;
   for (const auto& w : config["command"]) shown += (shown.empty() ? "" : " ") + w.get<std::string>();
-  env.log("$ " + shown + (hps.empty() ? "" : " (+ " + std::to_string(hps.size()) + " hyperparameters)") +
-          " in a sandbox" + (step.network ? " with network" : ", no network"));
-  auto result = sandbox::Run(spec, on_line, &cancel);
-  finished = true;
-  watcher.join();
+  if (!reattach) {
+    env.log("$ " + shown + (hps.empty() ? "" : " (+ " + std::to_string(hps.size()) + " hyperparameters)") +
+            " in a sandbox" + (step.network ? " with network" : ", no network") +
+            (on_slurm ? ", on Slurm" : ""));
+  }
+  Result<sandbox::RunResult> result = Internal("not run");
+  if (on_slurm) {
+    result = RunSandboxOnSlurm(env, spec, root / "job", on_line);
+  } else {
+    std::atomic<bool> cancel{false};
+    std::atomic<bool> finished{false};
+    std::thread watcher([&] {
+      while (!finished.load()) {
+        if (env.should_stop() && env.stop_reason() == "cancelled") cancel = true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    });
+    result = sandbox::Run(spec, on_line, &cancel);
+    finished = true;
+    watcher.join();
+  }
   TAKT_RETURN_IF_ERROR(result);
   if (!result->ok()) {
     switch (result->outcome) {

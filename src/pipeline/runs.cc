@@ -15,6 +15,7 @@
 #include "lineage/lineage.h"
 #include "pipeline/spec.h"
 #include "pipeline/steps.h"
+#include "slurm/slurm.h"
 
 namespace takt::pipeline {
 namespace fs = std::filesystem;
@@ -23,10 +24,10 @@ namespace {
 
 constexpr const char* kRunColumns =
     "id, pipeline, project, status, created_by, created_at, started_at, finished_at, error, spec_hash, "
-    "params_json, git_commit, parent_run, kind, no_cache";
+    "params_json, git_commit, parent_run, kind, no_cache, trigger_key";
 constexpr const char* kStepColumns =
     "name, kind, status, started_at, finished_at, error, outputs_json, metrics_json, attempt, failure, "
-    "cached_from, executor, upstream_json";
+    "cached_from, executor, upstream_json, job_id";
 // Bumped when a built-in step's behaviour changes, so old cache entries stop matching.
 constexpr const char* kEngineVersion = "takt-steps-2";
 
@@ -47,6 +48,7 @@ Run RunFromRow(const store::Row& r) {
   run.parent_run = r.Text(12);
   run.kind = r.Text(13);
   run.no_cache = r.Int(14) != 0;
+  run.trigger = r.Text(15);
   return run;
 }
 
@@ -58,6 +60,7 @@ StepRun StepFromRow(const store::Row& s) {
   st.executor = s.Text(11);
   Json up = Json::parse(s.Text(12), nullptr, false);
   if (up.is_array()) st.upstream = up.get<std::vector<std::string>>();
+  st.job_id = s.Text(13);
   return st;
 }
 
@@ -99,6 +102,10 @@ RunService::RunService(store::Database* db, blob::BlobStore* blobs, catalog::Cat
       options_(std::move(options)),
       engine_(std::make_unique<Engine>()) {
   engine_->free_slots = std::max(1, options_.step_slots);
+  if (!options_.slurm_conf.empty()) {
+    slurm_ = std::make_unique<slurm::Client>(
+        slurm::Options{.slurm_conf = options_.slurm_conf, .partition = options_.slurm_partition});
+  }
 }
 
 RunService::~RunService() { Stop(); }
@@ -138,7 +145,13 @@ Status RunService::Migrate() {
         "NOT NULL, value DOUBLE PRECISION NOT NULL, PRIMARY KEY (run_id, step, name, round));"
         "CREATE INDEX run_metrics_name ON run_metrics (name, round, value);"
         "CREATE TABLE step_cache (cache_key TEXT PRIMARY KEY, run_id TEXT NOT NULL, step TEXT NOT NULL, "
-        "outputs_json TEXT NOT NULL, metrics_json TEXT NOT NULL, created_at TEXT NOT NULL);"}});
+        "outputs_json TEXT NOT NULL, metrics_json TEXT NOT NULL, created_at TEXT NOT NULL);"},
+       {3, "triggers-slurm-jobs",
+        // A trigger (schedule tick, event delivery) starts at most one run.
+        "ALTER TABLE runs ADD COLUMN trigger_key TEXT NOT NULL DEFAULT '';"
+        "CREATE UNIQUE INDEX runs_trigger ON runs (trigger_key) WHERE trigger_key <> '';"
+        // The Slurm job of a step's current attempt, so a restarted server reattaches to it.
+        "ALTER TABLE run_steps ADD COLUMN job_id TEXT NOT NULL DEFAULT '';"}});
 }
 
 Status RunService::CheckProjectAccess(const Run& run, const std::string& principal) const {
@@ -220,6 +233,12 @@ std::set<std::string> Downstream(const PipelineSpec& spec, const std::string& fr
 }  // namespace
 
 Result<Run> RunService::Submit(const SubmitRequest& request) {
+  if (!request.trigger.empty()) {
+    // Redelivery of a trigger that already started a run returns that run.
+    TAKT_ASSIGN_OR_RETURN(auto rows,
+                          db_->Query("SELECT id FROM runs WHERE trigger_key = ?", {request.trigger}));
+    if (!rows.empty()) return Get(rows[0].Text(0));
+  }
   TAKT_ASSIGN_OR_RETURN(PipelineSpec spec, ParsePipeline(request.yaml, request.params));
   {
     auto project = iam_->GetProject(spec.project);
@@ -245,7 +264,13 @@ Result<Run> RunService::Submit(const SubmitRequest& request) {
                                 "admins); steps run without network by default");
       }
     }
-    if (step.executor == "slurm" && options_.slurm_conf.empty()) {
+    if (step.executor == "slurm" && step.kind != "command") {
+      return InvalidArgument("pipeline: line " + std::to_string(step.line) + ": step '" + step.name +
+                             "': executor slurm runs command steps; a built-in " + step.kind +
+                             " step runs on the server (train on the cluster with a command step "
+                             "running your training script)");
+    }
+    if (step.executor == "slurm" && !slurm_) {
       return FailedPrecondition("pipeline: line " + std::to_string(step.line) + ": step '" + step.name +
                                 "' asks for the slurm executor, but this server has none configured "
                                 "(set slurm-conf / TAKT_SLURM_CONF)");
@@ -262,6 +287,12 @@ Result<Run> RunService::Submit(const SubmitRequest& request) {
                                "' was not sent with the pipeline (`takt pipeline run` sends the files that "
                                "command steps name, relative to the pipeline file)");
       }
+    }
+  }
+  if (slurm_ && std::ranges::any_of(spec.steps, [](const StepSpec& s) { return s.executor == "slurm"; })) {
+    if (auto up = slurm_->Ping(); !up) {
+      return Unavailable("pipeline " + spec.name + " has steps for the slurm executor, but the cluster " +
+                         "cannot take jobs now: " + up.error().message());
     }
   }
   for (const auto& [path, _] : request.files) {
@@ -303,14 +334,16 @@ Result<Run> RunService::Submit(const SubmitRequest& request) {
   run.git_commit = request.git_commit;
   run.parent_run = request.rerun_of;
   run.no_cache = request.no_cache;
-  TAKT_RETURN_IF_ERROR(db_->Transaction([&](store::Database& tx) -> Status {
+  run.trigger = request.trigger;
+  Status written = db_->Transaction([&](store::Database& tx) -> Status {
     TAKT_RETURN_IF_ERROR(tx.Exec(
         "INSERT INTO runs (id, pipeline, project, status, created_by, created_at, started_at, finished_at, "
-        "error, spec_hash, spec, params_json, git_commit, parent_run, kind, no_cache, files_blob) VALUES "
-        "(?, ?, ?, ?, ?, ?, '', '', '', ?, ?, ?, ?, ?, ?, ?, ?)",
+        "error, spec_hash, spec, params_json, git_commit, parent_run, kind, no_cache, files_blob, "
+        "trigger_key) "
+        "VALUES (?, ?, ?, ?, ?, ?, '', '', '', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         {run.id, run.pipeline, run.project, run.status, run.created_by, run.created_at, run.spec_hash,
          spec.source, run.params_json, run.git_commit, run.parent_run, run.kind,
-         int64_t{run.no_cache ? 1 : 0}, files_blob}));
+         int64_t{run.no_cache ? 1 : 0}, files_blob, run.trigger}));
     for (size_t i = 0; i < spec.steps.size(); ++i) {
       const auto& s = spec.steps[i];
       StepRun st{s.name, s.kind, "queued", "", "", "", "{}", "{}"};
@@ -333,7 +366,13 @@ Result<Run> RunService::Submit(const SubmitRequest& request) {
       run.steps.push_back(st);
     }
     return Ok();
-  }));
+  });
+  if (!written && written.error().code() == Code::kAlreadyExists && !run.trigger.empty()) {
+    // Another delivery of the same trigger won the race: its run is the one.
+    TAKT_ASSIGN_OR_RETURN(auto rows, db_->Query("SELECT id FROM runs WHERE trigger_key = ?", {run.trigger}));
+    if (!rows.empty()) return Get(rows[0].Text(0));
+  }
+  TAKT_RETURN_IF_ERROR(written);
   cv_.notify_one();
   return run;
 }
@@ -494,8 +533,8 @@ Status RunService::RecoverInterrupted() {
     auto spec = ParsePipeline(r.Text(1), Json::parse(r.Text(2), nullptr, false));
     TAKT_ASSIGN_OR_RETURN(
         auto steps,
-        db_->Query("SELECT name, attempt FROM run_steps WHERE run_id = ? AND status IN ('running', "
-                   "'retrying')",
+        db_->Query("SELECT name, attempt, executor, job_id FROM run_steps WHERE run_id = ? AND status IN "
+                   "('running', 'retrying')",
                    {id}));
     TAKT_RETURN_IF_ERROR(db_->Transaction([&](store::Database& tx) -> Status {
       const std::string now = NowIso();
@@ -503,6 +542,14 @@ Status RunService::RecoverInterrupted() {
         const std::string name = s.Text(0);
         const int attempt = static_cast<int>(s.Int(1));
         const StepSpec* st = spec ? spec->Step(name) : nullptr;
+        if (s.Text(2) == "slurm" && !s.Text(3).empty()) {
+          // Its job runs on in the cluster: the driver reattaches to it.
+          TAKT_RETURN_IF_ERROR(tx.Exec("INSERT INTO run_logs (run_id, time, step, line) VALUES (?, ?, ?, ?)",
+                                       {id, now, name,
+                                        "the server stopped during attempt " + std::to_string(attempt) +
+                                            "; reattaching to its Slurm job " + s.Text(3)}));
+          continue;
+        }
         if (st != nullptr && st->retry.Retries("lost") && attempt < st->retry.attempts) {
           TAKT_RETURN_IF_ERROR(
               tx.Exec("UPDATE run_steps SET status = 'queued', failure = 'lost' WHERE run_id = ? AND "
@@ -601,6 +648,7 @@ struct Attempt {
   std::thread thread;
   std::atomic<bool> done{false};
   std::atomic<bool> stop{false};
+  std::atomic<bool> detach{false};  // the server is stopping: leave external work (Slurm jobs) running
   Result<StepResult> result = Internal("not run");
   std::string failure;
   std::string cached_from;
@@ -616,6 +664,7 @@ struct StepState {
   std::string status;  // queued, running, retrying, succeeded, failed, skipped, cancelled
   int attempt = 0;
   Clock::time_point not_before{};
+  std::string reattach_job;  // a Slurm job of the last attempt, still running after a restart
   std::unique_ptr<Attempt> live;
 };
 
@@ -649,6 +698,12 @@ Status RunService::Execute(const std::string& run_id) {
     st.spec = sp;
     st.status = s.status == "retrying" ? "queued" : s.status;
     st.attempt = s.attempt;
+    if (s.status == "running" && s.executor == "slurm" && !s.job_id.empty()) {
+      // Left running by a previous server: the same attempt goes on, following its job.
+      st.status = "queued";
+      st.attempt = s.attempt - 1;
+      st.reattach_job = s.job_id;
+    }
     if (s.status == "succeeded") {
       results[s.name] = {Json::parse(s.outputs_json, nullptr, false),
                          Json::parse(s.metrics_json, nullptr, false)};
@@ -774,7 +829,10 @@ Status RunService::Execute(const std::string& run_id) {
       if (st.live) {
         active = true;
         if (!stop_cause.empty() && stop_cause != "server stopping") st.live->stop = true;
-        if (stop_cause == "server stopping") st.live->stop = true;
+        if (stop_cause == "server stopping") {
+          st.live->detach = true;
+          st.live->stop = true;
+        }
         continue;
       }
       if (st.status != "queued" && st.status != "retrying") continue;
@@ -809,18 +867,20 @@ Status RunService::Execute(const std::string& run_id) {
       // Launch an attempt.
       ++st.attempt;
       st.status = "running";
+      const std::string reattach_job = std::exchange(st.reattach_job, "");
       update_step(
           name,
-          "status = 'running', attempt = ?, started_at = CASE WHEN started_at = '' THEN ? ELSE started_at "
-          "END",
-          {int64_t{st.attempt}, NowIso()});
+          "status = 'running', attempt = ?, job_id = ?, started_at = CASE WHEN started_at = '' THEN ? ELSE "
+          "started_at END",
+          {int64_t{st.attempt}, reattach_job, NowIso()});
       auto a = std::make_unique<Attempt>();
       Attempt* ap = a.get();
       for (const auto& up : st.spec->upstream()) ap->upstream[up] = results.at(up);
       const StepSpec* sp = st.spec;
       const int attempt_no = st.attempt;
       const bool no_cache = run.no_cache;
-      ap->thread = std::thread([this, ap, sp, attempt_no, no_cache, &run, &spec, &files, cancel, run_id] {
+      ap->thread = std::thread([this, ap, sp, attempt_no, no_cache, reattach_job, &run, &spec, &files, cancel,
+                                run_id] {
         StepEnv env;
         env.run = &run;
         env.spec = &spec;
@@ -836,6 +896,14 @@ Status RunService::Execute(const std::string& run_id) {
              run_id / (sp->name + "-" + std::to_string(attempt_no)))
                 .string();
         env.log = [this, run_id, name = sp->name](const std::string& line) { Log(run_id, name, line); };
+        env.slurm = slurm_.get();
+        env.step_exec = options_.step_exec;
+        env.slurm_job = reattach_job;
+        env.on_job_submitted = [this, run_id, name = sp->name](const std::string& job) {
+          IgnoreError(db_->Exec("UPDATE run_steps SET job_id = ? WHERE run_id = ? AND name = ?",
+                                {job, run_id, name}));
+        };
+        env.detaching = [ap] { return ap->detach.load(); };
         env.curve = [ap, name = sp->name](const std::string& metric, int round, double value) {
           ap->curve.push_back({"", name, metric, round, value});
         };
@@ -867,7 +935,7 @@ Status RunService::Execute(const std::string& run_id) {
             key["code"] = code;
           }
           ap->cache_key = crypto::Sha256Hex(key.dump());
-          if (!no_cache) {
+          if (!no_cache && reattach_job.empty()) {
             auto hit = db_->Query(
                 "SELECT run_id, step, outputs_json, metrics_json FROM step_cache WHERE cache_key = ?",
                 {ap->cache_key});

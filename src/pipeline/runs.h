@@ -60,6 +60,10 @@
 #include "registry/registry.h"
 #include "store/database.h"
 
+namespace takt::slurm {
+class Client;
+}
+
 namespace takt::pipeline {
 
 struct StepRun {
@@ -75,6 +79,7 @@ struct StepRun {
   std::string failure;      // error, timeout, crash, memory, disk, lost, upstream, cancelled
   std::string cached_from;  // "run-…/step" when the outputs were reused
   std::string executor;     // local | slurm
+  std::string job_id;       // slurm: the job of the current attempt
   std::vector<std::string> upstream;
 };
 
@@ -94,6 +99,7 @@ struct Run {
   std::string parent_run;         // tune trials: the run of the tune step; reruns: the run they repeat
   std::string kind = "pipeline";  // pipeline | trial
   bool no_cache = false;
+  std::string trigger;  // what started it: "schedule:<pipeline>@<time>", "event:<id>/<rule>", "" = a person
   std::vector<StepRun> steps;
 };
 
@@ -124,12 +130,20 @@ struct SubmitRequest {
   // depend on, and run `from_step` and everything downstream of it again.
   std::string rerun_of;
   std::string from_step;
+  // Idempotency key of an automatic start (a schedule tick, an event
+  // delivery): a second Submit with the same trigger starts nothing and
+  // returns the run the first one started.
+  std::string trigger;
 };
 
 struct RunServiceOptions {
-  int step_slots = 2;      // local executor: steps running at once, across runs
-  std::string work_root;   // scratch space for command steps (<data-dir>/work)
-  std::string slurm_conf;  // "" = no Slurm executor configured
+  int step_slots = 2;           // local executor: steps running at once, across runs
+  std::string work_root;        // scratch space for command steps (<data-dir>/work)
+  std::string slurm_conf;       // "" = no Slurm executor configured
+  std::string slurm_partition;  // "" = the cluster's default
+  // The command a Slurm node runs for a command step: {"/usr/bin/takt", "internal", "sandbox-exec"}
+  // (the spec and result paths are appended). The platform uses its own binary.
+  std::vector<std::string> step_exec;
 };
 
 class RunService {
@@ -195,6 +209,7 @@ class RunService {
   registry::RegistryService* registry_;
   iam::IamService* iam_;
   RunServiceOptions options_;
+  std::unique_ptr<slurm::Client> slurm_;  // when slurm_conf is set
   std::unique_ptr<Engine> engine_;
   std::function<void(const std::string&)> on_finished_;
   std::mutex mu_;

@@ -33,12 +33,15 @@
 #include "frame/table.h"
 #include "iam/iam.h"
 #include "ml/xgboost_model.h"
+#include "slurm/slurm.h"
+#include "slurm/testing_slurm.h"
 
 namespace takt::pipeline {
 namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 using ::takt::TempDir;
 
@@ -839,6 +842,248 @@ TEST_F(RunsTest, AScriptModeTrainingScriptRunsInTheSandboxAndItsModelIsRegistere
   auto net = runs_->Submit(req);
   ASSERT_FALSE(net.has_value());
   EXPECT_EQ(net.error().code(), Code::kPermissionDenied);
+}
+
+// ---------------------------------------------------------------------------
+// The Slurm executor, against a real single-node cluster started for the suite.
+
+class SlurmRunsTest : public RunsTest {
+ protected:
+  static void SetUpTestSuite() {
+    auto c = slurm::testing::Cluster::Start();
+    if (c) {
+      cluster_ = std::move(*c);
+    } else {
+      start_error_ = new std::string(c.error().ToString());
+    }
+  }
+  static void TearDownTestSuite() { cluster_.reset(); }
+
+  void SetUp() override {
+    RunsTest::SetUp();
+    if (!cluster_) GTEST_FAIL() << "the test Slurm cluster did not start: " << *start_error_;
+    if (!sandbox::Available()) GTEST_FAIL() << sandbox::Available().error().ToString();
+    slurm_runs_ = NewService();
+  }
+
+  std::unique_ptr<RunService> NewService() {
+    RunServiceOptions o;
+    o.step_slots = 2;
+    o.work_root = (dir_.path() / "work").string();
+    o.slurm_conf = cluster_->conf_path().string();
+    o.slurm_partition = cluster_->options().partition;
+    o.step_exec = {TAKT_BINARY, "internal", "sandbox-exec"};
+    return std::make_unique<RunService>(db_.get(), blobs_.get(), catalog_.get(), registry_.get(), iam_.get(),
+                                        o);
+  }
+
+  // Waits (up to 60 s) until `step` of `run_id` has a Slurm job, and returns it.
+  std::string WaitForJob(const std::string& run_id, const std::string& step) {
+    for (int i = 0; i < 600; ++i) {
+      auto run = slurm_runs_->Get(run_id);
+      if (run && !FindStep(*run, step).job_id.empty() && FindStep(*run, step).status == "running")
+        return FindStep(*run, step).job_id;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    ADD_FAILURE() << "step " << step << " of " << run_id << " never got a Slurm job";
+    return "";
+  }
+
+  std::string LogText(const std::string& run_id) {
+    std::string text;
+    auto logs = slurm_runs_->Logs(run_id, 0);
+    if (logs)
+      for (const auto& l : *logs) text += "[" + l.step + "] " + l.line + "\n";
+    return text;
+  }
+
+  static std::unique_ptr<slurm::testing::Cluster> cluster_;
+  static std::string* start_error_;
+  std::unique_ptr<RunService> slurm_runs_;
+};
+
+std::unique_ptr<slurm::testing::Cluster> SlurmRunsTest::cluster_;
+std::string* SlurmRunsTest::start_error_ = nullptr;
+
+std::string SlurmStep(const std::string& command, const std::string& extra = "") {
+  return "name: on-slurm\nproject: weld-pm\nsteps:\n"
+         "  - name: prepare\n    kind: command\n    command: [/bin/sh, -c, 'echo ready > "
+         "$TAKT_OUTPUT_DIR/ready.txt']\n    outputs: {}\n"
+         "  - name: work\n    kind: command\n    executor: slurm\n    depends_on: [prepare]\n"
+         "    command: [/bin/sh, -c, '" +
+         command + "']\n" + extra;
+}
+
+TEST_F(SlurmRunsTest, AScriptModeTrainingScriptRunsAsASlurmJobAndItsModelIsRegistered) {
+  const char* root = std::getenv("TAKT_SOURCE_DIR");
+  if (root == nullptr || *root == '\0') GTEST_SKIP() << "TAKT_SOURCE_DIR is not set (CTest sets it)";
+  IngestWeld();
+  std::ifstream in(std::string(root) + "/examples/weld-pm/script/train.py");
+  std::stringstream code;
+  code << in.rdbuf();
+  SubmitRequest req;
+  req.principal = "sam";
+  req.files = {{"script/train.py", code.str()}};
+  req.yaml =
+      "name: weld-script\nproject: weld-pm\nsteps:\n"
+      "  - name: features\n    kind: features\n    dataset: weld-telemetry\n    label: fails_within_24h\n"
+      "    windows: [6, 24]\n    keep: [plant]\n"
+      "  - name: split\n    kind: split\n    input: features\n    fraction: 0.25\n"
+      "  - name: train\n    kind: command\n    executor: slurm\n    command: /usr/bin/python3 train.py\n"
+      "    code: script\n    inputs: {train: split.train, validation: split.holdout}\n"
+      "    hyperparameters: {num_round: 20, eta: 0.3}\n    timeout: 5m\n    resources: {cpus: 1, memory: "
+      "2Gi}\n"
+      "  - name: evaluate\n    kind: evaluate\n    model: train\n    data: split.holdout\n    label: "
+      "fails_within_24h\n"
+      "  - name: register\n    kind: register\n    model: train\n    metrics: evaluate\n    model_group: "
+      "weld-script\n";
+  auto submitted = slurm_runs_->Submit(req);
+  ASSERT_TRUE(submitted.has_value()) << submitted.error().ToString();
+  ASSERT_TRUE(slurm_runs_->RunOnce());
+  auto run = slurm_runs_->Get(submitted->id);
+  ASSERT_EQ(run->status, "succeeded") << run->error << "\n" << LogText(run->id);
+  const StepRun& train = FindStep(*run, "train");
+  EXPECT_EQ(train.executor, "slurm");
+  ASSERT_FALSE(train.job_id.empty());
+  EXPECT_EQ(FindStep(*run, "features").executor, "local");
+  // The job really ran in the cluster, and its output came back into the run's log.
+  slurm::Client client(cluster_->options());
+  auto st = client.Status(train.job_id);
+  ASSERT_TRUE(st.has_value()) << st.error().ToString();
+  EXPECT_EQ(st->state, slurm::State::kCompleted);
+  const std::string logs = LogText(run->id);
+  EXPECT_THAT(logs, HasSubstr("submitted to Slurm as job " + train.job_id + " (1 CPU, 2048 MiB, 6 min)"));
+  EXPECT_THAT(logs, HasSubstr("model: xgboost-model"));
+  EXPECT_GT(Json::parse(FindStep(*run, "evaluate").metrics_json)["auc"].get<double>(), 0.6);
+  auto curves = slurm_runs_->Metrics({run->id}, true);
+  int points = 0;
+  for (const auto& m : *curves) points += m.name == "validation_logloss_curve" && m.round >= 0;
+  EXPECT_EQ(points, 20);
+  auto versions = registry_->ListVersions("weld-script");
+  ASSERT_TRUE(versions.has_value());
+  EXPECT_EQ(versions->size(), 1u);
+}
+
+TEST_F(SlurmRunsTest, AFailingJobNamesItsExitAndStderrAndTheSandboxHoldsOnTheNode) {
+  // The step tries the network and the host's files from inside the job: the sandbox is the same.
+  const fs::path secret = dir_.path() / "host-secret.txt";
+  std::ofstream(secret) << "saw-the-host\n";
+  auto submitted = slurm_runs_->Submit(
+      SlurmStep("cat " + secret.string() + "; echo half-way; echo broken >&2; exit 4"), "sam");
+  ASSERT_TRUE(submitted.has_value()) << submitted.error().ToString();
+  ASSERT_TRUE(slurm_runs_->RunOnce());
+  auto run = slurm_runs_->Get(submitted->id);
+  EXPECT_EQ(run->status, "failed");
+  const StepRun& work = FindStep(*run, "work");
+  EXPECT_EQ(work.failure, "error");
+  EXPECT_THAT(work.error, HasSubstr("exited with code 4"));
+  EXPECT_THAT(work.error, HasSubstr("broken"));
+  const std::string logs = LogText(run->id);
+  EXPECT_THAT(logs, HasSubstr("[work] half-way"));
+  EXPECT_THAT(logs, Not(HasSubstr("saw-the-host")));
+  EXPECT_THAT(logs, HasSubstr("No such file"));
+}
+
+TEST_F(SlurmRunsTest, CancellingTheRunCancelsItsJob) {
+  auto submitted = slurm_runs_->Submit(SlurmStep("sleep 120"), "sam");
+  ASSERT_TRUE(submitted.has_value()) << submitted.error().ToString();
+  std::thread driver([&] { slurm_runs_->RunOnce(); });
+  const std::string job = WaitForJob(submitted->id, "work");
+  ASSERT_TRUE(slurm_runs_->Cancel(submitted->id, "sam"));
+  driver.join();
+  auto run = slurm_runs_->Get(submitted->id);
+  EXPECT_EQ(run->status, "cancelled");
+  EXPECT_EQ(FindStep(*run, "work").status, "cancelled");
+  slurm::Client client(cluster_->options());
+  auto st = client.Status(job);
+  ASSERT_TRUE(st.has_value()) << st.error().ToString();
+  EXPECT_TRUE(st->finished()) << slurm::StateName(st->state);
+}
+
+TEST_F(SlurmRunsTest, ATimeoutOnTheNodeIsATimeoutFailure) {
+  auto submitted = slurm_runs_->Submit(SlurmStep("sleep 60", "    timeout: 2s\n"), "sam");
+  ASSERT_TRUE(submitted.has_value()) << submitted.error().ToString();
+  ASSERT_TRUE(slurm_runs_->RunOnce());
+  auto run = slurm_runs_->Get(submitted->id);
+  EXPECT_EQ(run->status, "failed");
+  EXPECT_EQ(FindStep(*run, "work").failure, "timeout");
+  EXPECT_THAT(FindStep(*run, "work").error, HasSubstr("time limit"));
+}
+
+TEST_F(SlurmRunsTest, AServerRestartReattachesToTheRunningJob) {
+  auto submitted =
+      slurm_runs_->Submit(SlurmStep("echo before; sleep 4; echo after; echo done > $TAKT_OUTPUT_DIR/done.txt",
+                                    "    retry: {attempts: 1}\n"),
+                          "sam");
+  ASSERT_TRUE(submitted.has_value()) << submitted.error().ToString();
+  slurm_runs_->Start(1);
+  const std::string job = WaitForJob(submitted->id, "work");
+  slurm_runs_->Stop();  // the server stops; the job runs on
+  slurm_runs_.reset();
+  {
+    slurm::Client client(cluster_->options());
+    auto st = client.Status(job);
+    ASSERT_TRUE(st.has_value());
+    EXPECT_FALSE(st->finished()) << "stopping the server must not cancel the job: "
+                                 << slurm::StateName(st->state);
+  }
+  slurm_runs_ = NewService();
+  ASSERT_TRUE(slurm_runs_->RecoverInterrupted());
+  ASSERT_TRUE(slurm_runs_->RunOnce());
+  auto run = slurm_runs_->Get(submitted->id);
+  ASSERT_EQ(run->status, "succeeded") << run->error << "\n" << LogText(run->id);
+  const StepRun& work = FindStep(*run, "work");
+  EXPECT_EQ(work.attempt, 1) << "the same attempt went on; nothing ran twice";
+  EXPECT_EQ(work.job_id, job);
+  const std::string logs = LogText(run->id);
+  EXPECT_THAT(logs, HasSubstr("reattaching to its Slurm job " + job));
+  EXPECT_THAT(logs, HasSubstr("[work] after"));
+}
+
+TEST_F(SlurmRunsTest, AJobThatFinishedWhileTheServerWasDownIsCollected) {
+  auto submitted = slurm_runs_->Submit(
+      SlurmStep("sleep 2; echo finished-alone; echo 0.93 > $TAKT_OUTPUT_DIR/score.txt", ""), "sam");
+  ASSERT_TRUE(submitted.has_value()) << submitted.error().ToString();
+  slurm_runs_->Start(1);
+  const std::string job = WaitForJob(submitted->id, "work");
+  slurm_runs_->Stop();
+  slurm_runs_.reset();
+  slurm::Client client(cluster_->options());
+  for (int i = 0; i < 300; ++i) {
+    auto st = client.Status(job);
+    if (st && st->finished()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  slurm_runs_ = NewService();
+  ASSERT_TRUE(slurm_runs_->RecoverInterrupted());
+  ASSERT_TRUE(slurm_runs_->RunOnce());
+  auto run = slurm_runs_->Get(submitted->id);
+  ASSERT_EQ(run->status, "succeeded") << run->error << "\n" << LogText(run->id);
+  EXPECT_EQ(FindStep(*run, "work").attempt, 1);
+  EXPECT_THAT(LogText(run->id), HasSubstr("[work] finished-alone"));
+}
+
+TEST_F(SlurmRunsTest, AJobNoNodeCanHoldFailsWithSlurmsReason) {
+  auto submitted = slurm_runs_->Submit(SlurmStep("true", "    resources: {memory: 64Ti}\n"), "sam");
+  ASSERT_TRUE(submitted.has_value()) << submitted.error().ToString();
+  ASSERT_TRUE(slurm_runs_->RunOnce());
+  auto run = slurm_runs_->Get(submitted->id);
+  EXPECT_EQ(run->status, "failed");
+  EXPECT_THAT(FindStep(*run, "work").error, HasSubstr("submitting step work to Slurm"));
+}
+
+TEST_F(SlurmRunsTest, BuiltInStepsAndServersWithoutSlurmRefuseTheSlurmExecutor) {
+  IngestWeld();
+  std::string yaml = Pipeline("auc >= 0.6");
+  yaml.replace(yaml.find("    kind: train\n"), 16, "    kind: train\n    executor: slurm\n");
+  auto builtin = slurm_runs_->Submit(yaml, "sam");
+  ASSERT_FALSE(builtin.has_value());
+  EXPECT_EQ(builtin.error().code(), Code::kInvalidArgument);
+  EXPECT_THAT(builtin.error().message(), HasSubstr("executor slurm runs command steps"));
+  auto no_slurm = runs_->Submit(SlurmStep("true"), "sam");
+  ASSERT_FALSE(no_slurm.has_value());
+  EXPECT_EQ(no_slurm.error().code(), Code::kFailedPrecondition);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM runs"), 0);
 }
 
 }  // namespace

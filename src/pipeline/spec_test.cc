@@ -8,9 +8,9 @@
 namespace takt::pipeline {
 namespace {
 
-std::string Example() {
+std::string Example(const std::string& file = "pipeline.yaml") {
   std::ifstream in(std::string(std::getenv("TAKT_SOURCE_DIR") ? std::getenv("TAKT_SOURCE_DIR") : ".") +
-                   "/examples/weld-pm/pipeline.yaml");
+                   "/examples/weld-pm/" + file);
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
@@ -23,6 +23,20 @@ TEST(SpecTest, TheWeldExampleParses) {
   ASSERT_EQ(spec->steps.size(), 5u);
   EXPECT_EQ(spec->steps[1].kind, "train");
   EXPECT_EQ(spec->hash.size(), 64u);
+}
+
+TEST(SpecTest, TheScriptAndTuningExamplesParseWithTheirParameters) {
+  auto script = ParsePipeline(Example("pipeline-script.yaml"), {{"executor", "slurm"}, {"eta", 0.2}});
+  ASSERT_TRUE(script.has_value()) << script.error().ToString();
+  ASSERT_NE(script->Step("train"), nullptr);
+  EXPECT_EQ(script->Step("train")->kind, "command");
+  EXPECT_EQ(script->Step("train")->executor, "slurm");
+  EXPECT_EQ(script->Step("train")->config["hyperparameters"]["eta"], 0.2);
+  auto tune = ParsePipeline(Example("pipeline-tune.yaml"), {{"trials", 4}});
+  ASSERT_TRUE(tune.has_value()) << tune.error().ToString();
+  EXPECT_EQ(tune->Step("tune")->config["trials"], 4);
+  auto bad = ParsePipeline(Example("pipeline-script.yaml"), {{"executor", "cloud"}});
+  ASSERT_FALSE(bad.has_value());
 }
 
 void ExpectError(const std::string& yaml, const std::string& fragment) {

@@ -21,6 +21,10 @@
 #include "registry/registry.h"
 #include "store/database.h"
 
+namespace takt::slurm {
+class Client;
+}
+
 namespace takt::pipeline {
 
 // What one finished step hands to the steps after it.
@@ -48,6 +52,12 @@ struct StepEnv {
   // What the step read, for lineage and the cache key: dataset@version and access plan text.
   std::string read_dataset;
   int read_version = 0;
+  // The Slurm executor (command steps with `executor: slurm`).
+  const slurm::Client* slurm = nullptr;
+  std::vector<std::string> step_exec;  // runs a sandbox spec on a node: {takt, internal, sandbox-exec}
+  std::string slurm_job;               // set: reattach to this job of the same attempt (after a restart)
+  std::function<void(const std::string& job_id)> on_job_submitted;  // records it for a reattach
+  std::function<bool()> detaching;  // the server is stopping: leave the job running, do not cancel it
 };
 
 // The output `in` names, from the finished upstream step.
