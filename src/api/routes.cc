@@ -99,6 +99,7 @@ Json ToJson(const pipeline::Run& r) {
                      {"failure", s.failure},
                      {"cached_from", s.cached_from},
                      {"executor", s.executor},
+                     {"job_id", s.job_id},
                      {"upstream", s.upstream}});
   }
   return {{"id", r.id},
@@ -113,6 +114,7 @@ Json ToJson(const pipeline::Run& r) {
           {"spec_hash", r.spec_hash},
           {"params", Json::parse(r.params_json, nullptr, false)},
           {"git_commit", r.git_commit},
+          {"trigger", r.trigger},
           {"parent_run", r.parent_run},
           {"kind", r.kind},
           {"no_cache", r.no_cache},
@@ -282,7 +284,10 @@ std::shared_ptr<http::Router> BuildRouter(Platform& p) {
       sub.params = body->value("params", Json::object());
       sub.no_cache = body->value("no_cache", false);
       sub.git_commit = body->value("git_commit", "");
-      for (const auto& [path, content] : body->value("files", Json::object()).items()) {
+      const Json files = body->value("files", Json::object());  // not a temporary: items() refers into it
+      if (!files.is_object())
+        return http::ErrorResponse(InvalidArgument("run request: files must map paths to base64 text"));
+      for (const auto& [path, content] : files.items()) {
         if (!content.is_string())
           return http::ErrorResponse(InvalidArgument("run request: files." + path + " must be base64 text"));
         auto bytes = crypto::Base64Decode(content.get<std::string>());

@@ -22,7 +22,9 @@
 // pattern matching several times makes a curve).
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <fstream>
+#include <mutex>
 #include <regex>
 #include <thread>
 
@@ -317,16 +319,24 @@ Result<StepResult> RunCommand(StepEnv& env) {
   if (on_slurm) {
     result = RunSandboxOnSlurm(env, spec, root / "job", on_line);
   } else {
+    // Turns a cancellation of the run into the sandbox's cancel flag; woken at once when the step ends.
     std::atomic<bool> cancel{false};
-    std::atomic<bool> finished{false};
+    std::mutex mu;
+    std::condition_variable cv;
+    bool finished = false;
     std::thread watcher([&] {
-      while (!finished.load()) {
+      std::unique_lock lock(mu);
+      while (!finished) {
         if (env.should_stop() && env.stop_reason() == "cancelled") cancel = true;
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        cv.wait_for(lock, std::chrono::milliseconds(100), [&] { return finished; });
       }
     });
     result = sandbox::Run(spec, on_line, &cancel);
-    finished = true;
+    {
+      std::lock_guard lock(mu);
+      finished = true;
+    }
+    cv.notify_one();
     watcher.join();
   }
   TAKT_RETURN_IF_ERROR(result);
@@ -460,7 +470,11 @@ Result<StepResult> RunCommand(StepEnv& env) {
     }
   }
   TAKT_ASSIGN_OR_RETURN(r.outputs["output"], StoreTree(*env.blobs, output / "data"));
-  fs::remove_all(root, ec);  // the outputs are blobs now
+  if (env.discard) {
+    env.discard(root.string());  // the outputs are blobs now
+  } else {
+    fs::remove_all(root, ec);
+  }
   return r;
 }
 

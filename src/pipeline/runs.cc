@@ -82,7 +82,56 @@ struct RunService::Engine {
   std::mutex mu;
   std::condition_variable cv;
   int free_slots = 2;
+  uint64_t generation = 0;  // bumped by every change a driver may wait for (guarded by mu)
   std::map<std::string, std::shared_ptr<std::atomic<bool>>> cancels;
+
+  // A step ended, a slot came free, a run was cancelled: wake the drivers.
+  void Signal() {
+    {
+      std::lock_guard lock(mu);
+      ++generation;
+    }
+    cv.notify_all();
+  }
+
+  // Work folders of finished steps are removed here, off the steps' critical path.
+  std::mutex janitor_mu;
+  std::condition_variable janitor_cv;
+  std::vector<std::string> to_remove;
+  bool janitor_stop = false;
+  std::thread janitor;
+
+  void Discard(const std::string& dir) {
+    {
+      std::lock_guard lock(janitor_mu);
+      if (!janitor.joinable()) janitor = std::thread([this] { Clean(); });
+      to_remove.push_back(dir);
+    }
+    janitor_cv.notify_one();
+  }
+  void Clean() {
+    std::unique_lock lock(janitor_mu);
+    while (true) {
+      janitor_cv.wait(lock, [this] { return janitor_stop || !to_remove.empty(); });
+      std::vector<std::string> batch = std::move(to_remove);
+      to_remove.clear();
+      lock.unlock();
+      for (const auto& d : batch) {
+        std::error_code ec;
+        fs::remove_all(d, ec);
+      }
+      lock.lock();
+      if (janitor_stop && to_remove.empty()) return;
+    }
+  }
+  ~Engine() {
+    {
+      std::lock_guard lock(janitor_mu);
+      janitor_stop = true;
+    }
+    janitor_cv.notify_one();
+    if (janitor.joinable()) janitor.join();
+  }
 
   std::shared_ptr<std::atomic<bool>> CancelFlag(const std::string& run_id) {
     std::lock_guard lock(mu);
@@ -373,6 +422,10 @@ Result<Run> RunService::Submit(const SubmitRequest& request) {
     if (!rows.empty()) return Get(rows[0].Text(0));
   }
   TAKT_RETURN_IF_ERROR(written);
+  {
+    std::lock_guard lock(mu_);
+    queued_ = true;
+  }
   cv_.notify_one();
   return run;
 }
@@ -456,7 +509,7 @@ Status RunService::Cancel(std::string_view id, const std::string& principal) {
   }
   IgnoreError(db_->Exec("UPDATE runs SET cancel_requested = 1 WHERE id = ?", {run.id}));
   engine_->CancelFlag(run.id)->store(true);
-  engine_->cv.notify_all();
+  engine_->Signal();
   Log(run.id, "", "cancellation requested by " + principal);
   return Ok();
 }
@@ -622,7 +675,8 @@ void RunService::Start(int workers) {
       while (!stop_) {
         if (RunOnce()) continue;
         std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait_for(lock, std::chrono::milliseconds(500), [this] { return stop_.load(); });
+        cv_.wait_for(lock, std::chrono::milliseconds(500), [this] { return stop_.load() || queued_; });
+        queued_ = false;
       }
     });
   }
@@ -631,7 +685,7 @@ void RunService::Start(int workers) {
 void RunService::Stop() {
   stop_ = true;
   cv_.notify_all();
-  engine_->cv.notify_all();
+  engine_->Signal();
   for (auto& t : workers_) {
     if (t.joinable()) t.join();
   }
@@ -724,9 +778,12 @@ Status RunService::Execute(const std::string& run_id) {
     Log(run_id, name, status + ": " + why);
   };
 
-  const auto run_start = Clock::now();
-  (void)run_start;
   while (true) {
+    uint64_t seen;  // changes after this point wake the wait below at once
+    {
+      std::lock_guard lock(engine_->mu);
+      seen = engine_->generation;
+    }
     if (cancel->load() && stop_cause.empty()) stop_cause = "cancelled";
     if (stop_.load() && stop_cause.empty()) stop_cause = "server stopping";
     // Finished attempts: record, retry or settle.
@@ -738,7 +795,7 @@ Status RunService::Execute(const std::string& run_id) {
         std::lock_guard lock(engine_->mu);
         ++engine_->free_slots;
       }
-      engine_->cv.notify_all();
+      engine_->Signal();
       if (stop_cause == "server stopping") {
         // Leave it running in the record: the next start resumes it (lost).
         st.status = "running";
@@ -904,6 +961,7 @@ Status RunService::Execute(const std::string& run_id) {
                                 {job, run_id, name}));
         };
         env.detaching = [ap] { return ap->detach.load(); };
+        env.discard = [this](const std::string& dir) { engine_->Discard(dir); };
         env.curve = [ap, name = sp->name](const std::string& metric, int round, double value) {
           ap->curve.push_back({"", name, metric, round, value});
         };
@@ -947,7 +1005,7 @@ Status RunService::Execute(const std::string& run_id) {
               ap->result =
                   StepResult{Json::parse(h.Text(2), nullptr, false), Json::parse(h.Text(3), nullptr, false)};
               ap->done = true;
-              engine_->cv.notify_all();
+              engine_->Signal();
               return;
             }
           }
@@ -966,13 +1024,14 @@ Status RunService::Execute(const std::string& run_id) {
         ap->read_dataset = env.read_dataset;
         ap->read_version = env.read_version;
         ap->done = true;
-        engine_->cv.notify_all();
+        engine_->Signal();
       });
       st.live = std::move(a);
     }
     if (!active) break;
     std::unique_lock lock(engine_->mu);
-    engine_->cv.wait_for(lock, std::chrono::milliseconds(100));
+    // The timeout covers what nobody signals: retry backoffs and step deadlines.
+    engine_->cv.wait_for(lock, std::chrono::milliseconds(100), [&] { return engine_->generation != seen; });
   }
 
   if (stop_cause == "server stopping") return Ok();  // resumed by the next start

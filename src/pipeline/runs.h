@@ -215,6 +215,7 @@ class RunService {
   std::mutex mu_;
   std::condition_variable cv_;
   std::atomic<bool> stop_{false};
+  bool queued_ = false;  // a run was submitted since the workers last looked (guarded by mu_)
   std::vector<std::thread> workers_;
 };
 

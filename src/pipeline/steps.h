@@ -58,6 +58,8 @@ struct StepEnv {
   std::string slurm_job;               // set: reattach to this job of the same attempt (after a restart)
   std::function<void(const std::string& job_id)> on_job_submitted;  // records it for a reattach
   std::function<bool()> detaching;  // the server is stopping: leave the job running, do not cancel it
+  // Removes a scratch folder later, off the step's critical path (unset: at once).
+  std::function<void(const std::string& dir)> discard;
 };
 
 // The output `in` names, from the finished upstream step.
