@@ -35,6 +35,8 @@ class AddRoute {
 
 // The data hub's routes (datasets, grants, groups, projects, schedules, lineage).
 void AddDataRoutes(Platform& p, const AddRoute& add);
+// Saved pipelines, their schedules, and starts by name (pipeline_routes.cc).
+void AddPipelineRoutes(Platform& p, const AddRoute& add);
 
 namespace internal {
 
@@ -51,6 +53,7 @@ Status RequireJson(const http::Request& req);
 Json SchemaJson(const frame::Schema& schema);
 Json ToJson(const catalog::DatasetVersion& v);
 Json ToJson(const catalog::Dataset& d);
+Json ToJson(const pipeline::Run& r);
 Json TableToJson(const frame::Table& t);
 // As the client asked with ?format=csv|json or Accept.
 http::Response TableResponse(const http::Request& req, const frame::Table& t);

@@ -25,6 +25,7 @@ Status MigrateAll(Platform& p) {
   TAKT_RETURN_IF_ERROR(p.registry->Migrate());
   TAKT_RETURN_IF_ERROR(p.serving->Migrate());
   TAKT_RETURN_IF_ERROR(p.runs->Migrate());
+  TAKT_RETURN_IF_ERROR(p.triggers->Migrate());
   return Ok();
 }
 
@@ -44,10 +45,22 @@ Result<std::unique_ptr<Platform>> Assemble(const Config& config) {
   p->registry = std::make_unique<registry::RegistryService>(p->db.get());
   p->serving = std::make_unique<serving::ServingService>(p->db.get(), p->blobs.get(), p->registry.get());
   pipeline::RunServiceOptions run_options;
-  run_options.step_slots = static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
-  run_options.work_root = (fs::path(config.data_dir) / "work").string();
+  run_options.step_slots = config.step_slots > 0
+                               ? config.step_slots
+                               : static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
+  run_options.work_root = fs::absolute(fs::path(config.data_dir) / "work").string();
+  run_options.slurm_conf = config.slurm_conf;
+  run_options.slurm_partition = config.slurm_partition;
+  {
+    // Slurm nodes run command steps with this same binary (a shared install on a cluster).
+    std::error_code ec;
+    const fs::path self = fs::read_symlink("/proc/self/exe", ec);
+    if (!ec) run_options.step_exec = {self.string(), "internal", "sandbox-exec"};
+  }
   p->runs = std::make_unique<pipeline::RunService>(p->db.get(), p->blobs.get(), p->catalog.get(),
                                                    p->registry.get(), p->iam.get(), run_options);
+  p->triggers =
+      std::make_unique<pipeline::TriggerService>(p->db.get(), p->blobs.get(), p->runs.get(), p->iam.get());
   TAKT_RETURN_IF_ERROR(MigrateAll(*p));
   return p;
 }
@@ -71,15 +84,21 @@ void Platform::Start() {
     TAKT_RETURN_IF_ERROR(serving->Deploy(data.value("group", ""), data.value("version", 0), stage, e.id));
     return Ok();
   });
+  // Starts a saved pipeline as its project's service identity, once per (event, rule).
+  events->RegisterTarget("run", [this](const events::Event& e, const events::Rule& rule) -> Status {
+    return triggers->StartForEvent(e, rule);
+  });
   runs->OnRunFinished([this](const std::string&) { events->Notify(); });
   if (auto s = serving->LoadAll(); !s) spdlog::error("loading endpoints: {}", s.error().ToString());
   if (auto s = runs->RecoverInterrupted(); !s) spdlog::error("recovering runs: {}", s.error().ToString());
   events->Start();
   runs->Start(config.workers);
   catalog->StartScheduler();
+  triggers->StartScheduler();
 }
 
 void Platform::Stop() {
+  if (triggers) triggers->StopScheduler();
   if (catalog) catalog->StopScheduler();
   if (runs) runs->Stop();
   if (events) events->Stop();

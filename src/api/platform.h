@@ -21,6 +21,7 @@
 #include "events/events.h"
 #include "iam/iam.h"
 #include "pipeline/runs.h"
+#include "pipeline/triggers.h"
 #include "registry/registry.h"
 #include "serving/serving.h"
 #include "store/database.h"
@@ -38,13 +39,15 @@ struct Platform {
   std::unique_ptr<registry::RegistryService> registry;
   std::unique_ptr<serving::ServingService> serving;
   std::unique_ptr<pipeline::RunService> runs;
+  std::unique_ptr<pipeline::TriggerService> triggers;  // saved pipelines, schedules, the run target
 
   // Opens an initialised data directory and applies pending migrations.
   // FailedPrecondition with "run `takt init`" when it is not initialised.
   static Result<std::unique_ptr<Platform>> Open(const Config& config);
 
-  // Wires event targets (deploy) and starts the background work: event
-  // delivery and pipeline workers. Stop() ends it; the destructor calls Stop.
+  // Wires event targets (deploy, run) and starts the background work: event
+  // delivery, pipeline workers, the ingest and pipeline schedulers. Stop()
+  // ends it; the destructor calls Stop.
   void Start();
   void Stop();
   ~Platform();

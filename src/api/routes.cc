@@ -268,43 +268,49 @@ std::shared_ptr<http::Router> BuildRouter(Platform& p) {
   AddDataRoutes(p, add);
 
   // Pipelines and runs.
-  add("POST", "/api/v1/runs", "pipeline:run", [&p](Request& req) {
-    auto ct = req.ContentType();
-    pipeline::SubmitRequest sub;
-    sub.principal = req.principal_id;
-    if (ct == "application/json") {
-      // {"yaml": "...", "params": {...}, "no_cache": bool, "git_commit": "...", "files": {"path":
-      // "<base64>"}}
-      auto body = ParseJson(req.body, "run request");
-      if (!body) return http::ErrorResponse(body.error());
-      if (!body->is_object() || !body->contains("yaml") || !(*body)["yaml"].is_string()) {
-        return http::ErrorResponse(InvalidArgument("run request: 'yaml' (the pipeline as text) is required"));
-      }
-      sub.yaml = (*body)["yaml"];
-      sub.params = body->value("params", Json::object());
-      sub.no_cache = body->value("no_cache", false);
-      sub.git_commit = body->value("git_commit", "");
-      const Json files = body->value("files", Json::object());  // not a temporary: items() refers into it
-      if (!files.is_object())
-        return http::ErrorResponse(InvalidArgument("run request: files must map paths to base64 text"));
-      for (const auto& [path, content] : files.items()) {
-        if (!content.is_string())
-          return http::ErrorResponse(InvalidArgument("run request: files." + path + " must be base64 text"));
-        auto bytes = crypto::Base64Decode(content.get<std::string>());
-        if (!bytes) return http::ErrorResponse(bytes.error().WithContext("run request: files." + path));
-        sub.files[path] = std::move(*bytes);
-      }
-    } else if (ct == "application/yaml" || ct == "application/x-yaml" || ct == "text/yaml" ||
-               ct == "text/plain") {
-      sub.yaml = req.body;
-    } else {
-      return http::ErrorResponse(
-          UnsupportedMedia("pipeline: expected Content-Type application/yaml or application/json, got '" +
-                           std::string(ct) + "'"));
-    }
-    return Render<pipeline::Run>(
-        p.runs->Submit(sub), [](const auto& r) { return ToJson(r); }, 201);
-  });
+  add(
+      "POST", "/api/v1/runs", "pipeline:run",
+      [&p](Request& req) {
+        auto ct = req.ContentType();
+        pipeline::SubmitRequest sub;
+        sub.principal = req.principal_id;
+        if (ct == "application/json") {
+          // {"yaml": "...", "params": {...}, "no_cache": bool, "git_commit": "...", "files": {"path":
+          // "<base64>"}}
+          auto body = ParseJson(req.body, "run request");
+          if (!body) return http::ErrorResponse(body.error());
+          if (!body->is_object() || !body->contains("yaml") || !(*body)["yaml"].is_string()) {
+            return http::ErrorResponse(
+                InvalidArgument("run request: 'yaml' (the pipeline as text) is required"));
+          }
+          sub.yaml = (*body)["yaml"];
+          sub.params = body->value("params", Json::object());
+          sub.no_cache = body->value("no_cache", false);
+          sub.git_commit = body->value("git_commit", "");
+          const Json files = body->value("files", Json::object());  // not a temporary: items() refers into it
+          if (!files.is_object())
+            return http::ErrorResponse(InvalidArgument("run request: files must map paths to base64 text"));
+          for (const auto& [path, content] : files.items()) {
+            if (!content.is_string())
+              return http::ErrorResponse(
+                  InvalidArgument("run request: files." + path + " must be base64 text"));
+            auto bytes = crypto::Base64Decode(content.get<std::string>());
+            if (!bytes) return http::ErrorResponse(bytes.error().WithContext("run request: files." + path));
+            sub.files[path] = std::move(*bytes);
+          }
+        } else if (ct == "application/yaml" || ct == "application/x-yaml" || ct == "text/yaml" ||
+                   ct == "text/plain") {
+          sub.yaml = req.body;
+        } else {
+          return http::ErrorResponse(
+              UnsupportedMedia("pipeline: expected Content-Type application/yaml or application/json, got '" +
+                               std::string(ct) + "'"));
+        }
+        return Render<pipeline::Run>(
+            p.runs->Submit(sub), [](const auto& r) { return ToJson(r); }, 201);
+      },
+      size_t{96} << 20);      // code files ride along base64-encoded: the CLI caps them at 64 MiB
+  AddPipelineRoutes(p, add);  // saved pipelines, schedules, starts by name
   add("POST", "/api/v1/runs/{id}/cancel", "run:cancel", [&p](Request& req) {
     auto s = p.runs->Cancel(req.path_params["id"], req.principal_id);
     if (!s) return http::ErrorResponse(s.error());

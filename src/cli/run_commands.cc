@@ -12,6 +12,7 @@
 
 #include "cli/context.h"
 #include "cli/output.h"
+#include "cli/pipeline_commands.h"
 #include "crypto/crypto.h"
 #include "plot/plot.h"
 
@@ -35,6 +36,8 @@ struct RunOptions {
   std::string out, plot;
   bool log_y = false;
 };
+
+}  // namespace
 
 // The files command steps name in `code:`, relative to the pipeline's folder.
 Result<Json> CodeFiles(const std::string& pipeline_file, const std::string& yaml) {
@@ -189,6 +192,8 @@ Status Settle(Context& ctx, const Json& done) {
   }
   return Ok();
 }
+
+namespace {
 
 Status CmdPipelineRun(Context& ctx, const RunOptions& o) {
   TAKT_ASSIGN_OR_RETURN(std::string yaml, ReadFile(o.file));
@@ -393,6 +398,7 @@ void AddRunCommands(CLI::App& app, Context& ctx, const CommandRunner& run,
   static RunOptions o;  // bound by CLI11 for the life of the process
   CLI::App* pipeline = app.get_subcommand("pipeline");
   CLI::App* runs = app.get_subcommand("run");
+  AddPipelineCommands(*pipeline, ctx, run, output);  // save, list, show, start, schedule
 
   auto* pr = pipeline->add_subcommand("run", "submit a pipeline YAML and follow the run");
   pr->add_option("file", o.file, "pipeline YAML")->required();
