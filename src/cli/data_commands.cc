@@ -10,6 +10,7 @@
 #include <filesystem>
 
 #include "cli/context.h"
+#include "cli/templates.h"
 #include "frame/table.h"
 
 namespace takt::cli {
@@ -770,6 +771,7 @@ void AddDataCommands(CLI::App& app, Context& ctx, const CommandRunner& run,
   // group and project
   static std::vector<std::string> members;
   static std::string subject_name, member, project_description;
+  static std::string project_template, project_dir, project_dataset = "weld-telemetry";
   for (const char* kind_c : {"group", "project"}) {
     const std::string kind = kind_c;
     auto* cmd =
@@ -779,20 +781,75 @@ void AddDataCommands(CLI::App& app, Context& ctx, const CommandRunner& run,
     auto* c = cmd->add_subcommand("create", "create a " + kind);
     c->add_option("name", subject_name, kind + " name")->required();
     c->add_option("--member", members, "principal (repeatable)");
-    if (kind == "project") c->add_option("--description", project_description, "the use case");
+    if (kind == "project") {
+      c->add_option("--description", project_description, "the use case");
+      auto* tpl =
+          c->add_option("--template", project_template,
+                        "also lay out the project's files from a template (`takt project templates`)");
+      c->add_option("--dir", project_dir, "with --template: the directory to write (default ./NAME)")
+          ->needs(tpl);
+      c->add_option("--dataset", project_dataset, "with --template: the dataset its pipelines read")
+          ->capture_default_str()
+          ->needs(tpl);
+    }
     output(c);
     c->callback(run([&ctx, kind]() -> Status {
+      // A template is checked and rendered before anything is created, so bad input changes nothing.
+      std::vector<TemplateFile> files;
+      const std::string dir = project_dir.empty() ? subject_name : project_dir;
+      if (kind == "project" && !project_template.empty()) {
+        TAKT_ASSIGN_OR_RETURN(const ProjectTemplate* t, FindTemplate(project_template));
+        TAKT_RETURN_IF_ERROR(CheckProjectDirectory(dir));
+        TAKT_ASSIGN_OR_RETURN(files, RenderTemplate(*t, TemplateValues(subject_name, project_dataset)));
+      }
       Json body = {{"name", subject_name}, {"members", members}};
       if (kind == "project") body["description"] = project_description;
       TAKT_ASSIGN_OR_RETURN(Json r,
                             ctx.Call("POST", "/api/v1/" + kind + "s", body.dump(), "application/json"));
-      if (ctx.json()) return PrintJson(r), Ok();
+      std::vector<std::string> written;
+      if (!files.empty()) {
+        auto w = WriteProjectFiles(dir, files);
+        if (!w) {
+          return std::unexpected(w.error().WithContext("project " + subject_name +
+                                                       " was created, but its template files were not "
+                                                       "written"));
+        }
+        written = std::move(*w);
+      }
+      if (ctx.json()) {
+        if (!files.empty()) r["template"] = {{"name", project_template}, {"dir", dir}, {"files", written}};
+        return PrintJson(r), Ok();
+      }
       std::cout << "Created " << kind << " " << Str(r, "name") << " with members "
                 << Join(r["members"], ", ");
       if (kind == "project") std::cout << "; its pipelines read data as " << Str(r, "service_principal");
       std::cout << "\n";
+      if (!files.empty()) {
+        std::cout << "Wrote " << written.size() << " files of template " << project_template << " into "
+                  << dir << ":\n";
+        for (const auto& f : files) std::cout << "  " << f.path << "\n";
+        std::cout << "Next: " << (fs::path(dir) / "README.md").string()
+                  << " (upload data, grant the project, takt pipeline run pipeline.yaml)\n";
+      }
       return Ok();
     }));
+    if (kind == "project") {
+      auto* tl = cmd->add_subcommand("templates", "the templates `project create --template` lays out");
+      output(tl);
+      tl->callback(run([&ctx]() -> Status {
+        Json list = Json::array();
+        std::vector<std::vector<std::string>> rows;
+        for (const auto& t : Templates()) {
+          Json paths = Json::array();
+          for (const auto& f : t.files) paths.push_back(f.path);
+          list.push_back({{"name", t.name}, {"description", t.description}, {"files", paths}});
+          rows.push_back({t.name, t.description});
+        }
+        if (ctx.json()) return PrintJson(list), Ok();
+        PrintTable({"TEMPLATE", "DESCRIPTION"}, rows);
+        return Ok();
+      }));
+    }
     auto* l = cmd->add_subcommand("list", "list " + kind + "s");
     output(l);
     l->callback(run([&ctx, kind]() -> Status {
