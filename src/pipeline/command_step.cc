@@ -195,6 +195,7 @@ Result<StepResult> RunCommand(StepEnv& env) {
       {"PATH", "/usr/local/bin:/usr/bin:/bin"},
       {"TAKT_RUN_ID", env.run->id},
       {"TAKT_STEP", step.name},
+      {"TAKT_ATTEMPT", std::to_string(env.attempt)},
       {"TAKT_OUTPUT_DIR", "/opt/ml/output/data"},
       {"TAKT_MODEL_DIR", "/opt/ml/model"},
       {"SM_MODEL_DIR", "/opt/ml/model"},

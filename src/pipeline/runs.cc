@@ -283,10 +283,14 @@ std::set<std::string> Downstream(const PipelineSpec& spec, const std::string& fr
 
 Result<Run> RunService::Submit(const SubmitRequest& request) {
   if (!request.trigger.empty()) {
-    // Redelivery of a trigger that already started a run returns that run.
+    // Redelivery of a trigger that already started a run returns that run (to those who may see it).
     TAKT_ASSIGN_OR_RETURN(auto rows,
                           db_->Query("SELECT id FROM runs WHERE trigger_key = ?", {request.trigger}));
-    if (!rows.empty()) return Get(rows[0].Text(0));
+    if (!rows.empty()) {
+      TAKT_ASSIGN_OR_RETURN(Run existing, Get(rows[0].Text(0)));
+      TAKT_RETURN_IF_ERROR(CheckProjectAccess(existing, request.principal));
+      return existing;
+    }
   }
   TAKT_ASSIGN_OR_RETURN(PipelineSpec spec, ParsePipeline(request.yaml, request.params));
   {
@@ -629,6 +633,36 @@ Status RunService::RecoverInterrupted() {
     }));
     spdlog::info("run {}: resumed after a restart", id);
   }
+  return SweepWorkFolders();
+}
+
+Status RunService::SweepWorkFolders() {
+  // Scratch folders hold decrypted step inputs. After a crash, only the
+  // folder of a Slurm job the driver reattaches to is still needed.
+  if (options_.work_root.empty() || !fs::is_directory(options_.work_root)) return Ok();
+  TAKT_ASSIGN_OR_RETURN(auto keep_rows,
+                        db_->Query("SELECT run_id, name, attempt FROM run_steps WHERE status = 'running' AND "
+                                   "executor = 'slurm' AND job_id <> ''"));
+  std::set<fs::path> keep;
+  for (const auto& r : keep_rows) {
+    keep.insert(fs::path(options_.work_root) / r.Text(0) / (r.Text(1) + "-" + std::to_string(r.Int(2))));
+  }
+  std::error_code ec;
+  int removed = 0;
+  for (const auto& run_dir : fs::directory_iterator(options_.work_root, ec)) {
+    if (!run_dir.is_directory()) continue;
+    bool kept_any = false;
+    for (const auto& step_dir : fs::directory_iterator(run_dir.path(), ec)) {
+      if (keep.contains(step_dir.path())) {
+        kept_any = true;
+        continue;
+      }
+      fs::remove_all(step_dir.path(), ec);
+      ++removed;
+    }
+    if (!kept_any) fs::remove(run_dir.path(), ec);
+  }
+  if (removed > 0) spdlog::info("removed {} scratch folders of interrupted steps", removed);
   return Ok();
 }
 
@@ -948,6 +982,7 @@ Status RunService::Execute(const std::string& run_id) {
         env.registry = registry_;
         env.db = db_;
         env.files = &files;
+        env.attempt = attempt_no;
         env.work_dir =
             (fs::path(options_.work_root.empty() ? fs::temp_directory_path() : fs::path(options_.work_root)) /
              run_id / (sp->name + "-" + std::to_string(attempt_no)))
@@ -1021,6 +1056,9 @@ Status RunService::Execute(const std::string& run_id) {
           ap->failure = env.should_stop() ? env.stop_reason() : FailureOf(env, ap->result.error());
           if (env.failure != "error") ap->failure = env.failure;
         }
+        // The attempt's scratch folder holds decrypted inputs: it goes, whatever the outcome, unless
+        // a Slurm job still works in it (the server is stopping and reattaches later).
+        if (!(sp->executor == "slurm" && env.detaching())) engine_->Discard(env.work_dir);
         ap->read_dataset = env.read_dataset;
         ap->read_version = env.read_version;
         ap->done = true;
@@ -1035,6 +1073,10 @@ Status RunService::Execute(const std::string& run_id) {
   }
 
   if (stop_cause == "server stopping") return Ok();  // resumed by the next start
+  if (!options_.work_root.empty()) {
+    std::error_code ec;  // every attempt's scratch folder, at once (the janitor may still be on some)
+    fs::remove_all(fs::path(options_.work_root) / run_id, ec);
+  }
   std::string failed, status = "succeeded", error;
   for (const auto& s : run.steps) {
     const StepState& st = steps[s.name];

@@ -201,6 +201,8 @@ class RunService {
 
  private:
   Status Execute(const std::string& run_id);
+  // Removes scratch folders no step needs any more (after a crash).
+  Status SweepWorkFolders();
   void Log(const std::string& run_id, const std::string& step, const std::string& line);
 
   store::Database* db_;

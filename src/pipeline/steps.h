@@ -42,7 +42,8 @@ struct StepEnv {
   catalog::CatalogService* catalog = nullptr;
   registry::RegistryService* registry = nullptr;
   store::Database* db = nullptr;
-  std::string work_dir;                                       // scratch space of this attempt (command steps)
+  int attempt = 1;       // 1, 2, ... (also TAKT_ATTEMPT for command steps)
+  std::string work_dir;  // scratch space of this attempt (command steps)
   const std::map<std::string, std::string>* files = nullptr;  // the run's code bundle
   std::function<void(const std::string&)> log;
   std::function<void(const std::string& metric, int round, double value)> curve;  // per-round points
