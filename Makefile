@@ -40,6 +40,7 @@ asan:
 # Benchmarks against peers measured in the same run (bench/README.md); results in bench/results/.
 bench: build
 	$(BUILD)/bench/takt_ingest_bench --size-mb $${BENCH_MB:-1024} --repeat $${BENCH_REPEAT:-3} --out bench/results/ingest.md
+	$(BUILD)/bench/takt_pipeline_bench --chain $${BENCH_CHAIN:-50} --repeat $${BENCH_REPEAT:-5} --out bench/results/pipeline.md
 
 format:
 	clang-format -i $$(git ls-files 'src/*.cc' 'src/*.h')
