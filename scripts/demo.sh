@@ -83,6 +83,16 @@ bold "8. sam runs the pipeline: features → train (XGBoost) → evaluate (time 
 TAKT_TOKEN=$SAM "$TAKT" pipeline run examples/weld-pm/pipeline.yaml
 TAKT_TOKEN=$SAM "$TAKT" model show weld-pm
 
+bold "8b. experiments: the same use case with an unchanged SageMaker script-mode script (sandboxed), and a TPE search"
+TAKT_TOKEN=$SAM "$TAKT" pipeline run examples/weld-pm/pipeline-script.yaml -p eta=0.2 -p num_round=80
+TAKT_TOKEN=$SAM "$TAKT" pipeline run examples/weld-pm/pipeline-tune.yaml -p trials=6
+RUNS=$(TAKT_TOKEN=$SAM "$TAKT" run list -o json | /usr/bin/python3 -c \
+  "import json,sys; print(' '.join(r['id'] for r in json.load(sys.stdin) if r.get('kind','pipeline')=='pipeline'][:3]))")
+# shellcheck disable=SC2086
+TAKT_TOKEN=$SAM "$TAKT" run compare $RUNS --plot "$DIR/compare.svg"
+TAKT_TOKEN=$SAM "$TAKT" run search --metric auc --min 0.8
+echo "a comparison chart: $DIR/compare.svg"
+
 bold "9. sam may not approve a model from his own run"
 if TAKT_TOKEN=$SAM "$TAKT" model approve weld-pm 1 2> "$DIR/refused.txt"; then
   echo "demo: the author's approval was accepted; it must not be" >&2; exit 1

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -45,6 +46,7 @@ void WriteFile(const std::string& path, const std::string& text) {
 CliResult RunTakt(const std::vector<std::string>& args, const std::map<std::string, std::string>& env) {
   std::string dir = MakeTempDir("takt-cli");
   std::string out_path = dir + "/out", err_path = dir + "/err";
+  std::fflush(nullptr);  // or the child's freopen writes the test's buffered output a second time
   pid_t pid = ::fork();
   if (pid == 0) {
     for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
@@ -100,6 +102,7 @@ bool TaktServer::Start(std::string* error) {
   std::string out_path = dir_ + "/server.out";
   std::string log_path = dir_ + "/server.log";
   std::remove(out_path.c_str());
+  std::fflush(nullptr);
   pid_ = ::fork();
   if (pid_ == 0) {
     FILE* o = std::freopen(out_path.c_str(), "w", stdout);

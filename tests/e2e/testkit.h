@@ -46,6 +46,8 @@ class TaktServer {
   const std::string& data_dir() const { return data_dir_; }
   const std::string& admin_token() const { return admin_token_; }
   int port() const { return port_; }
+  // The server's process id while it runs, -1 otherwise (crash tests look at its children).
+  pid_t pid() const { return pid_; }
 
   // Creates a principal with personas; returns its token ("" on failure).
   std::string CreatePrincipal(const std::string& name, const std::vector<std::string>& personas);
