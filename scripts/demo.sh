@@ -84,10 +84,10 @@ TAKT_TOKEN=$SAM "$TAKT" pipeline run examples/weld-pm/pipeline.yaml
 TAKT_TOKEN=$SAM "$TAKT" model show weld-pm
 
 bold "8b. experiments: the same use case with an unchanged SageMaker script-mode script (sandboxed), and a TPE search"
-TAKT_TOKEN=$SAM "$TAKT" pipeline run examples/weld-pm/pipeline-script.yaml -p eta=0.2 -p num_round=80
+TAKT_TOKEN=$SAM "$TAKT" pipeline run examples/weld-pm/pipeline-script.yaml -p eta=0.2 -p num_round=30
 TAKT_TOKEN=$SAM "$TAKT" pipeline run examples/weld-pm/pipeline-tune.yaml -p trials=6
 RUNS=$(TAKT_TOKEN=$SAM "$TAKT" run list -o json | /usr/bin/python3 -c \
-  "import json,sys; print(' '.join(r['id'] for r in json.load(sys.stdin) if r.get('kind','pipeline')=='pipeline'][:3]))")
+  "import json,sys; print(' '.join([r['id'] for r in json.load(sys.stdin) if r.get('kind','pipeline')=='pipeline'][:3]))")
 # shellcheck disable=SC2086
 TAKT_TOKEN=$SAM "$TAKT" run compare $RUNS --plot "$DIR/compare.svg"
 TAKT_TOKEN=$SAM "$TAKT" run search --metric auc --min 0.8
@@ -109,7 +109,8 @@ TAKT_TOKEN=$ADA "$TAKT" endpoint list
 TAKT_TOKEN=$ADMIN "$TAKT" event list
 
 bold "11. the robots at highest risk now, scored by endpoint weld-pm-dev (SageMaker-style invocations)"
-RUN=$(TAKT_TOKEN=$SAM "$TAKT" run list -o json | json_field "[0]['id']")
+RUN=$(TAKT_TOKEN=$SAM "$TAKT" run list -o json | /usr/bin/python3 -c \
+  "import json,sys; print([r['id'] for r in json.load(sys.stdin) if r['pipeline']=='weld-pm'][0])")
 TAKT_TOKEN=$SAM "$TAKT" run export "$RUN" features/latest --file "$DIR/latest.csv"
 TAKT_TOKEN=$SAM "$TAKT" endpoint invoke weld-pm-dev --file "$DIR/latest.csv" --id-column robot_serial --id-column plant --top 10
 
