@@ -844,6 +844,42 @@ TEST_F(RunsTest, AScriptModeTrainingScriptRunsInTheSandboxAndItsModelIsRegistere
   EXPECT_EQ(net.error().code(), Code::kPermissionDenied);
 }
 
+TEST_F(RunsTest, CommandStepsThatMisbehaveFailCleanlyAndTheDagGoesOnPerPolicy) {
+  if (!sandbox::Available()) GTEST_FAIL() << sandbox::Available().error().ToString();
+  const std::string yaml =
+      "name: misbehave\nproject: weld-pm\nsteps:\n"
+      "  - name: fill\n    kind: command\n    on_failure: continue\n    resources: {disk: 1Mi}\n"
+      "    command: [/bin/sh, -c, 'head -c 8000000 /dev/zero > $TAKT_OUTPUT_DIR/big.bin']\n"
+      "  - name: after-fill\n    kind: command\n    depends_on: [fill]\n    command: [/bin/true]\n"
+      "  - name: hang\n    kind: command\n    on_failure: continue\n    timeout: 1s\n"
+      "    command: [/bin/sleep, '600']\n"
+      "  - name: garbage\n    kind: command\n"
+      "    command: [/bin/sh, -c, 'head -c 3000 /dev/urandom; echo; echo still-readable']\n"
+      "  - name: crash\n    kind: command\n    on_failure: continue\n"
+      "    command: [/bin/sh, -c, 'kill -SEGV $$']\n";
+  auto submitted = runs_->Submit(yaml, "sam");
+  ASSERT_TRUE(submitted.has_value()) << submitted.error().ToString();
+  ASSERT_TRUE(runs_->RunOnce());
+  auto run = runs_->Get(submitted->id);
+  EXPECT_EQ(run->status, "failed");
+  EXPECT_EQ(FindStep(*run, "fill").failure, "disk");
+  EXPECT_THAT(FindStep(*run, "fill").error, HasSubstr("disk quota"));
+  EXPECT_EQ(FindStep(*run, "after-fill").status, "skipped");
+  EXPECT_EQ(FindStep(*run, "hang").failure, "timeout");
+  EXPECT_THAT(FindStep(*run, "hang").error, HasSubstr("time limit of 1 s"));
+  EXPECT_EQ(FindStep(*run, "crash").failure, "crash");
+  EXPECT_THAT(FindStep(*run, "crash").error, HasSubstr("SIGSEGV"));
+  // Binary output is no failure: it is kept out of the log, which stays readable.
+  EXPECT_EQ(FindStep(*run, "garbage").status, "succeeded");
+  auto logs = runs_->Logs(run->id, 0);
+  std::string text;
+  for (const auto& l : *logs) text += l.line + "\n";
+  EXPECT_THAT(text, HasSubstr("<binary output"));
+  EXPECT_THAT(text, HasSubstr("still-readable"));
+  EXPECT_THAT(text, HasSubstr("lines of binary output hidden"));
+  for (unsigned char c : text) EXPECT_TRUE(c == '\n' || c == '\t' || c >= 0x20) << int(c);
+}
+
 // ---------------------------------------------------------------------------
 // The Slurm executor, against a real single-node cluster started for the suite.
 

@@ -37,7 +37,9 @@ class ExperimentTest : public ::testing::Test {
     ASSERT_TRUE(server_.Start(&error)) << error;
     dana_ = server_.CreatePrincipal("dana", {"data-engineer"});
     sam_ = server_.CreatePrincipal("sam", {"data-scientist"});
+    ada_ = server_.CreatePrincipal("ada", {"approver"});
     ASSERT_FALSE(dana_.empty());
+    ASSERT_FALSE(ada_.empty());
     ASSERT_FALSE(sam_.empty());
     const std::string csv = server_.dir() + "/telemetry.csv";
     CliResult sim =
@@ -63,7 +65,7 @@ class ExperimentTest : public ::testing::Test {
   }
 
   TaktServer server_;
-  std::string dana_, sam_;
+  std::string dana_, sam_, ada_;
 };
 
 TEST_F(ExperimentTest, ScriptRunsCompareSearchPlotAndRerun) {
@@ -78,6 +80,22 @@ TEST_F(ExperimentTest, ScriptRunsCompareSearchPlotAndRerun) {
   EXPECT_NE(StepOf(b, "features")["cached_from"].get<std::string>(), "");
   EXPECT_EQ(StepOf(b, "train")["cached_from"], "");
   const std::string ida = a["id"], idb = b["id"];
+
+  // The script's model is served like a built-in one: approved, deployed to dev by the event, invoked.
+  ASSERT_EQ(server_.Cli(ada_, {"model", "approve", "weld-pm-script", "1"}).exit_code, 0);
+  bool serving = false;
+  for (int i = 0; i < 300 && !serving; ++i) {
+    Json e = ParseOut(server_.Cli(ada_, {"endpoint", "list", "-o", "json"}));
+    for (const auto& ep : e) serving |= ep["name"] == "weld-pm-script-dev" && ep["status"] == "InService";
+    if (!serving) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(serving);
+  const std::string latest = server_.dir() + "/latest.csv";
+  ASSERT_EQ(server_.Cli(sam_, {"run", "export", ida, "features/latest", "--file", latest}).exit_code, 0);
+  CliResult scored = server_.Cli(sam_, {"endpoint", "invoke", "weld-pm-script-dev", "--file", latest,
+                                        "--id-column", "robot_serial", "--top", "5", "-o", "json"});
+  ASSERT_EQ(scored.exit_code, 0) << scored.out << scored.err;
+  EXPECT_FALSE(ParseOut(scored).empty()) << scored.out;
 
   // The script's per-round metrics are curves; the run has its code version.
   CliResult logs = server_.Cli(sam_, {"run", "logs", ida});
