@@ -28,7 +28,8 @@ features = [c for c in train.columns if c not in drop and pd.api.types.is_numeri
 dtrain = xgb.DMatrix(train[features], label=train[args.label], feature_names=features)
 dvalid = xgb.DMatrix(valid[features], label=valid[args.label], feature_names=features)
 params = {"objective": "binary:logistic", "eval_metric": ["logloss", "auc"], "eta": args.eta,
-          "max_depth": args.max_depth, "nthread": int(os.environ.get("SM_NUM_CPUS", "1")), "seed": 7}
+          "max_depth": args.max_depth, "tree_method": "hist",
+          "nthread": int(os.environ.get("SM_NUM_CPUS", "1")), "seed": 7}
 history = {}
 booster = xgb.train(params, dtrain, args.num_round, evals=[(dvalid, "validation")],
                     evals_result=history, verbose_eval=10)
