@@ -43,7 +43,7 @@ TEST(PatternTest, ExactValuesArraysAreOrFieldsAreAnd) {
   EXPECT_TRUE(Match(R"({"data": {"version": [3]}})"));
   EXPECT_TRUE(Match(R"({"data": {"version": [3.0]}})"));
   EXPECT_FALSE(Match(R"({"data": {"version": ["3"]}})"));  // types differ
-  EXPECT_TRUE(Match(R"({})"));                               // matches everything
+  EXPECT_TRUE(Match(R"({})"));                             // matches everything
 }
 
 TEST(PatternTest, PrefixAnythingButNumericExists) {
@@ -52,7 +52,8 @@ TEST(PatternTest, PrefixAnythingButNumericExists) {
   EXPECT_TRUE(Match(R"({"data": {"stage": [{"anything-but": "prod"}]}})"));
   EXPECT_FALSE(Match(R"({"data": {"stage": [{"anything-but": ["prod", "dev"]}]}})"));
   EXPECT_FALSE(Match(R"({"data": {"stage": [{"anything-but": {"prefix": "de"}}]}})"));
-  EXPECT_FALSE(Match(R"({"data": {"missing": [{"anything-but": "x"}]}})"));  // absent fields match only exists:false
+  EXPECT_FALSE(
+      Match(R"({"data": {"missing": [{"anything-but": "x"}]}})"));  // absent fields match only exists:false
   EXPECT_TRUE(Match(R"({"data": {"metrics": {"auc": [{"numeric": [">=", 0.9]}]}}})"));
   EXPECT_TRUE(Match(R"({"data": {"metrics": {"auc": [{"numeric": [">", 0.9, "<=", 0.95]}]}}})"));
   EXPECT_FALSE(Match(R"({"data": {"metrics": {"auc": [{"numeric": [">", 0.95]}]}}})"));
