@@ -186,52 +186,6 @@ Status CmdDatasetList(Context& ctx) {
 
 // ---------------------------------------------------------------- runs
 
-void PrintRun(const Json& run) {
-  std::cout << "Run " << Str(run, "id") << " of pipeline " << Str(run, "pipeline") << ": "
-            << Str(run, "status") << " (by " << Str(run, "created_by") << ", created "
-            << ShortTime(Str(run, "created_at")) << ")\n";
-  if (!Str(run, "error").empty()) std::cout << "  error: " << Str(run, "error") << "\n";
-  std::vector<std::vector<std::string>> rows;
-  for (const auto& s : run["steps"]) {
-    std::string metrics;
-    if (s["metrics"].is_object()) {
-      for (const auto& [k, v] : s["metrics"].items()) {
-        if (!v.is_number()) continue;
-        metrics +=
-            (metrics.empty() ? "" : " ") + k + "=" + (v.is_number_float() ? Num(v.get<double>()) : v.dump());
-      }
-    }
-    rows.push_back({Str(s, "name"), Str(s, "kind"), Str(s, "status"), metrics});
-  }
-  PrintTable({"STEP", "KIND", "STATUS", "METRICS"}, rows);
-}
-
-// Follows a run until it ends, printing each step as it finishes and its log.
-Result<Json> FollowRun(Context& ctx, const std::string& id, bool quiet) {
-  int64_t after = 0;
-  std::map<std::string, std::string> shown;
-  for (;;) {
-    TAKT_ASSIGN_OR_RETURN(
-        Json logs, ctx.Call("GET", "/api/v1/runs/" + Enc(id) + "/logs?after=" + std::to_string(after)));
-    for (const auto& l : logs) {
-      after = std::max<int64_t>(after, l.value("seq", int64_t{0}));
-      if (!quiet) std::cerr << "  [" << Str(l, "step") << "] " << Str(l, "line") << "\n";
-    }
-    TAKT_ASSIGN_OR_RETURN(Json run, ctx.Call("GET", "/api/v1/runs/" + Enc(id)));
-    for (const auto& s : run["steps"]) {
-      std::string status = Str(s, "status");
-      if (shown[Str(s, "name")] != status && (status == "succeeded" || status == "failed")) {
-        shown[Str(s, "name")] = status;
-        if (!quiet)
-          std::cerr << (status == "succeeded" ? "✓ " : "✗ ") << Str(s, "name") << " " << status << "\n";
-      }
-    }
-    std::string st = Str(run, "status");
-    if (st == "succeeded" || st == "failed" || st == "cancelled") return run;
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  }
-}
-
 Status CmdRunList(Context& ctx) {
   TAKT_ASSIGN_OR_RETURN(Json r, ctx.Call("GET", "/api/v1/runs"));
   if (ctx.json()) return PrintJson(r), Ok();
@@ -247,13 +201,13 @@ Status CmdRunList(Context& ctx) {
 Status CmdRunShow(Context& ctx, const std::string& id) {
   TAKT_ASSIGN_OR_RETURN(Json run, ctx.Call("GET", "/api/v1/runs/" + Enc(id)));
   if (ctx.json()) return PrintJson(run), Ok();
-  PrintRun(run);
+  PrintRunSteps(run);
   return Ok();
 }
 
 Status CmdRunLogs(Context& ctx, const std::string& id, bool follow) {
   if (follow) {
-    TAKT_ASSIGN_OR_RETURN(Json run, FollowRun(ctx, id, false));
+    TAKT_ASSIGN_OR_RETURN(Json run, Follow(ctx, id, false));
     std::cout << "run " << id << " " << Str(run, "status") << "\n";
     return Ok();
   }

@@ -29,6 +29,8 @@ std::string GitCommit(const std::filesystem::path& dir);
 Result<Json> ParseParams(const std::vector<std::string>& params);
 // Follows a run to its end (log lines and step states on stderr unless quiet).
 Result<Json> Follow(Context& ctx, const std::string& id, bool quiet);
+// A run's header, parameters and steps (status, metrics, cache hits, attempts, errors) as a table.
+void PrintRunSteps(const Json& run);
 // Prints a finished run; FailedPrecondition unless it succeeded.
 Status Settle(Context& ctx, const Json& done);
 

@@ -181,6 +181,35 @@ const StepRun& FindStep(const Run& run, const std::string& name) {
   return kMissing;
 }
 
+// The example's script-mode trainer in a pipeline: features, split, the script (with `train_extra`
+// keys, e.g. an executor), evaluate, register.
+SubmitRequest ScriptRequest(const char* source_dir, const std::string& train_extra, int rounds,
+                            const std::string& memory) {
+  std::ifstream in(std::string(source_dir) + "/examples/weld-pm/script/train.py");
+  std::stringstream code;
+  code << in.rdbuf();
+  SubmitRequest req;
+  req.principal = "sam";
+  req.files = {{"script/train.py", code.str()}};
+  req.yaml =
+      "name: weld-script\nproject: weld-pm\nsteps:\n"
+      "  - name: features\n    kind: features\n    dataset: weld-telemetry\n    label: fails_within_24h\n"
+      "    windows: [6, 24]\n    keep: [plant]\n"
+      "  - name: split\n    kind: split\n    input: features\n    fraction: 0.25\n"
+      "  - name: train\n    kind: command\n" +
+      train_extra +
+      "    command: /usr/bin/python3 train.py\n    code: script\n"
+      "    inputs: {train: split.train, validation: split.holdout}\n"
+      "    hyperparameters: {num_round: " +
+      std::to_string(rounds) + ", eta: 0.3}\n    timeout: 5m\n    resources: {cpus: 1, memory: " + memory +
+      "}\n"
+      "  - name: evaluate\n    kind: evaluate\n    model: train\n    data: split.holdout\n    label: "
+      "fails_within_24h\n"
+      "  - name: register\n    kind: register\n    model: train\n    metrics: evaluate\n    model_group: "
+      "weld-script\n";
+  return req;
+}
+
 class RunsTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -781,25 +810,7 @@ TEST_F(RunsTest, AScriptModeTrainingScriptRunsInTheSandboxAndItsModelIsRegistere
   const char* root = std::getenv("TAKT_SOURCE_DIR");
   if (root == nullptr || *root == '\0') GTEST_SKIP() << "TAKT_SOURCE_DIR is not set (CTest sets it)";
   IngestWeld();
-  std::ifstream in(std::string(root) + "/examples/weld-pm/script/train.py");
-  std::stringstream code;
-  code << in.rdbuf();
-  SubmitRequest req;
-  req.principal = "sam";
-  req.files = {{"script/train.py", code.str()}};
-  req.yaml =
-      "name: weld-script\nproject: weld-pm\nsteps:\n"
-      "  - name: features\n    kind: features\n    dataset: weld-telemetry\n    label: fails_within_24h\n"
-      "    windows: [6, 24]\n    keep: [plant]\n"
-      "  - name: split\n    kind: split\n    input: features\n    fraction: 0.25\n"
-      "  - name: train\n    kind: command\n    command: /usr/bin/python3 train.py\n    code: script\n"
-      "    inputs: {train: split.train, validation: split.holdout}\n"
-      "    hyperparameters: {num_round: 30, eta: 0.3}\n    timeout: 5m\n    resources: {cpus: 1, memory: "
-      "4Gi}\n"
-      "  - name: evaluate\n    kind: evaluate\n    model: train\n    data: split.holdout\n    label: "
-      "fails_within_24h\n"
-      "  - name: register\n    kind: register\n    model: train\n    metrics: evaluate\n    model_group: "
-      "weld-script\n";
+  SubmitRequest req = ScriptRequest(root, "", 30, "4Gi");
   auto submitted = runs_->Submit(req);
   ASSERT_TRUE(submitted.has_value()) << submitted.error().ToString();
   ASSERT_TRUE(runs_->RunOnce());
@@ -954,25 +965,7 @@ TEST_F(SlurmRunsTest, AScriptModeTrainingScriptRunsAsASlurmJobAndItsModelIsRegis
   const char* root = std::getenv("TAKT_SOURCE_DIR");
   if (root == nullptr || *root == '\0') GTEST_SKIP() << "TAKT_SOURCE_DIR is not set (CTest sets it)";
   IngestWeld();
-  std::ifstream in(std::string(root) + "/examples/weld-pm/script/train.py");
-  std::stringstream code;
-  code << in.rdbuf();
-  SubmitRequest req;
-  req.principal = "sam";
-  req.files = {{"script/train.py", code.str()}};
-  req.yaml =
-      "name: weld-script\nproject: weld-pm\nsteps:\n"
-      "  - name: features\n    kind: features\n    dataset: weld-telemetry\n    label: fails_within_24h\n"
-      "    windows: [6, 24]\n    keep: [plant]\n"
-      "  - name: split\n    kind: split\n    input: features\n    fraction: 0.25\n"
-      "  - name: train\n    kind: command\n    executor: slurm\n    command: /usr/bin/python3 train.py\n"
-      "    code: script\n    inputs: {train: split.train, validation: split.holdout}\n"
-      "    hyperparameters: {num_round: 20, eta: 0.3}\n    timeout: 5m\n    resources: {cpus: 1, memory: "
-      "2Gi}\n"
-      "  - name: evaluate\n    kind: evaluate\n    model: train\n    data: split.holdout\n    label: "
-      "fails_within_24h\n"
-      "  - name: register\n    kind: register\n    model: train\n    metrics: evaluate\n    model_group: "
-      "weld-script\n";
+  SubmitRequest req = ScriptRequest(root, "    executor: slurm\n", 20, "2Gi");
   auto submitted = slurm_runs_->Submit(req);
   ASSERT_TRUE(submitted.has_value()) << submitted.error().ToString();
   ASSERT_TRUE(slurm_runs_->RunOnce());
