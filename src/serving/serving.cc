@@ -2,8 +2,13 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <cmath>
 #include <mutex>
+#include <random>
+#include <set>
 
+#include "core/json.h"
 #include "core/time.h"
 #include "lineage/lineage.h"
 
@@ -11,16 +16,46 @@ namespace takt::serving {
 namespace {
 
 constexpr const char* kColumns =
-    "name, stage, model_group, model_version, status, created_at, updated_at, last_event_id, message";
+    "name, stage, model_group, model_version, status, created_at, updated_at, last_event_id, message, "
+    "variants_json, settings_json";
+
+Json VariantsJson(const std::vector<Variant>& variants) {
+  Json a = Json::array();
+  for (const auto& v : variants)
+    a.push_back({{"name", v.name}, {"version", v.model_version}, {"weight", v.weight}});
+  return a;
+}
 
 Endpoint FromRow(const store::Row& r) {
-  return {r.Text(0), r.Text(1), r.Text(2), static_cast<int>(r.Int(3)), r.Text(4), r.Text(5),
-          r.Text(6), r.Text(7), r.Text(8)};
+  Endpoint e{r.Text(0), r.Text(1), r.Text(2), static_cast<int>(r.Int(3)), r.Text(4), r.Text(5),
+             r.Text(6), r.Text(7), r.Text(8)};
+  auto variants = ParseJson(r.Text(9), "variants");
+  if (variants && variants->is_array()) {
+    for (const auto& v : *variants) {
+      e.variants.push_back({v.value("name", ""), v.value("version", 0), v.value("weight", 0)});
+    }
+  }
+  if (e.variants.empty())
+    e.variants.push_back({VariantName(e.model_group, e.model_version), e.model_version, 100});
+  e.settings_json = r.Text(10).empty() ? "{}" : r.Text(10);
+  return e;
+}
+
+int Primary(const std::vector<Variant>& variants) {
+  const Variant* best = &variants.front();
+  for (const auto& v : variants) {
+    if (v.weight > best->weight) best = &v;
+  }
+  return best->model_version;
 }
 
 }  // namespace
 
 bool IsStage(std::string_view stage) { return stage == "dev" || stage == "int" || stage == "prod"; }
+
+std::string VariantName(std::string_view group, int version) {
+  return std::string(group) + "-v" + std::to_string(version);
+}
 
 Status ServingService::Migrate() {
   TAKT_RETURN_IF_ERROR(lineage::Migrate(*db_));  // deploys record lineage edges
@@ -31,7 +66,10 @@ Status ServingService::Migrate() {
         "NULL, model_version INTEGER NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL, "
         "updated_at TEXT NOT NULL, last_event_id TEXT NOT NULL, message TEXT NOT NULL);"
         "CREATE TABLE deployments (event_id TEXT PRIMARY KEY, endpoint TEXT NOT NULL, model_group "
-        "TEXT NOT NULL, model_version INTEGER NOT NULL, time TEXT NOT NULL);"}});
+        "TEXT NOT NULL, model_version INTEGER NOT NULL, time TEXT NOT NULL);"},
+       {2, "endpoint-variants",
+        "ALTER TABLE endpoints ADD COLUMN variants_json TEXT NOT NULL DEFAULT '';"
+        "ALTER TABLE endpoints ADD COLUMN settings_json TEXT NOT NULL DEFAULT '{}';"}});
 }
 
 Result<std::shared_ptr<const LoadedModel>> ServingService::Load(const std::string& endpoint,
@@ -48,6 +86,7 @@ Result<std::shared_ptr<const LoadedModel>> ServingService::Load(const std::strin
   }
   auto loaded = std::make_shared<LoadedModel>();
   loaded->endpoint = endpoint;
+  loaded->variant = VariantName(v.group, v.version);
   loaded->group = v.group;
   loaded->version = v.version;
   loaded->feature_names = v.feature_names;
@@ -55,70 +94,151 @@ Result<std::shared_ptr<const LoadedModel>> ServingService::Load(const std::strin
   return std::shared_ptr<const LoadedModel>(std::move(loaded));
 }
 
+Result<std::shared_ptr<const ServingService::Live>> ServingService::LoadVariants(
+    const std::string& endpoint, const std::string& group, const std::vector<Variant>& variants) {
+  std::shared_ptr<const Live> current;
+  {
+    std::shared_lock lock(mu_);
+    if (auto it = live_.find(endpoint); it != live_.end()) current = it->second;
+  }
+  auto live = std::make_shared<Live>();
+  for (const auto& v : variants) {
+    std::shared_ptr<const LoadedModel> model;
+    if (current) {
+      // A variant that keeps serving keeps its loaded model.
+      for (const auto& m : current->variants) {
+        if (m->version == v.model_version) model = m;
+      }
+    }
+    if (!model) {
+      TAKT_ASSIGN_OR_RETURN(registry::ModelVersion mv, registry_->GetVersion(group, v.model_version));
+      if (mv.status != registry::kApproved) {
+        return FailedPrecondition(group + " v" + std::to_string(v.model_version) + " is " + mv.status +
+                                  "; only Approved versions are deployed");
+      }
+      TAKT_ASSIGN_OR_RETURN(model, Load(endpoint, mv));
+    }
+    live->variants.push_back(std::move(model));
+    live->weights.push_back(v.weight);
+  }
+  return std::shared_ptr<const Live>(std::move(live));
+}
+
 Result<Endpoint> ServingService::Deploy(const std::string& group, int version, const std::string& stage,
                                         const std::string& event_id) {
+  return SetVariants(group, stage, {{VariantName(group, version), version, 100}}, event_id);
+}
+
+Result<Endpoint> ServingService::SetVariants(const std::string& group, const std::string& stage,
+                                             std::vector<Variant> variants, const std::string& key,
+                                             const std::string& settings_json, const std::string& message) {
   if (!IsStage(stage)) return InvalidArgument("stage '" + stage + "' is not one of dev, int, prod");
+  if (variants.empty()) return InvalidArgument("an endpoint needs at least one variant");
+  int total = 0;
+  std::set<int> seen;
+  for (auto& v : variants) {
+    if (v.model_version < 1)
+      return InvalidArgument("variant version " + std::to_string(v.model_version) +
+                             " is not a version number");
+    if (v.weight < 0 || v.weight > 100) {
+      return InvalidArgument("variant " + std::to_string(v.model_version) + ": weight " +
+                             std::to_string(v.weight) + " is not between 0 and 100");
+    }
+    if (!seen.insert(v.model_version).second) {
+      return InvalidArgument(group + " v" + std::to_string(v.model_version) + " is listed twice");
+    }
+    v.name = VariantName(group, v.model_version);
+    total += v.weight;
+  }
+  if (total != 100) return InvalidArgument("variant weights sum to " + std::to_string(total) + ", not 100");
+  if (!settings_json.empty())
+    if (auto j = ParseJson(settings_json, "endpoint settings"); !j) return std::unexpected(j.error());
   std::string name = group + "-" + stage;
-  // One deploy at a time: check, load, commit and swap must not interleave,
-  // or the database and the served model could disagree.
+  // One change at a time: check, load, commit and swap must not interleave,
+  // or the database and the served models could disagree.
   std::lock_guard<std::mutex> deploy_lock(deploy_mu_);
-  if (!event_id.empty()) {
+  if (!key.empty()) {
     TAKT_ASSIGN_OR_RETURN(auto done,
-                          db_->Query("SELECT endpoint FROM deployments WHERE event_id = ?", {event_id}));
+                          db_->Query("SELECT endpoint FROM deployments WHERE event_id = ?", {key}));
     if (!done.empty()) return Get(name);
   }
-  TAKT_ASSIGN_OR_RETURN(registry::ModelVersion v, registry_->GetVersion(group, version));
-  if (v.status != registry::kApproved) {
-    return FailedPrecondition(group + " v" + std::to_string(version) + " is " + v.status +
-                              "; only Approved versions are deployed");
-  }
-  // Load (and so validate) before anything is recorded or swapped.
-  TAKT_ASSIGN_OR_RETURN(auto loaded, Load(name, v));
+  // Load (and so validate) every variant before anything is recorded or swapped.
+  TAKT_ASSIGN_OR_RETURN(auto live, LoadVariants(name, group, variants));
   std::string now = NowIso();
+  int primary = Primary(variants);
   Status committed = db_->Transaction([&](store::Database& tx) -> Status {
-    TAKT_ASSIGN_OR_RETURN(auto existing, tx.Query("SELECT created_at FROM endpoints WHERE name = ?", {name}));
+    TAKT_ASSIGN_OR_RETURN(
+        auto existing,
+        tx.Query("SELECT created_at, variants_json, settings_json FROM endpoints WHERE name = ?", {name}));
     std::string created = existing.empty() ? now : existing.front().Text(0);
-    TAKT_RETURN_IF_ERROR(tx.Exec("DELETE FROM endpoints WHERE name = ?", {name}));
-    TAKT_RETURN_IF_ERROR(
-        tx.Exec(std::string("INSERT INTO endpoints (") + kColumns + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                {name, stage, group, int64_t{version}, std::string("InService"), created, now, event_id,
-                 std::string()}));
-    if (!event_id.empty()) {
-      // Another process sharing the database may have taken this event.
-      TAKT_ASSIGN_OR_RETURN(auto done,
-                            tx.Query("SELECT endpoint FROM deployments WHERE event_id = ?", {event_id}));
-      if (!done.empty()) return AlreadyExists("event " + event_id + " was deployed already");
-      TAKT_RETURN_IF_ERROR(tx.Exec("INSERT INTO deployments VALUES (?, ?, ?, ?, ?)",
-                                   {event_id, name, group, int64_t{version}, now}));
+    std::string settings = !settings_json.empty() ? settings_json
+                           : existing.empty()     ? std::string("{}")
+                                                  : existing.front().Text(2);
+    std::set<int> before;
+    if (!existing.empty()) {
+      auto old = ParseJson(existing.front().Text(1), "variants");
+      if (old && old->is_array()) {
+        for (const auto& v : *old) before.insert(v.value("version", 0));
+      }
     }
-    return lineage::Record(tx, {"model:" + group + "@" + std::to_string(version), "endpoint:" + name,
-                                "deployed to", stage, now});
+    TAKT_RETURN_IF_ERROR(tx.Exec("DELETE FROM endpoints WHERE name = ?", {name}));
+    TAKT_RETURN_IF_ERROR(tx.Exec(
+        std::string("INSERT INTO endpoints (") + kColumns + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        {name, stage, group, int64_t{primary}, std::string("InService"), created, now, key, message,
+         VariantsJson(variants).dump(), settings}));
+    if (!key.empty()) {
+      // Another process sharing the database may have taken this key.
+      TAKT_ASSIGN_OR_RETURN(auto done,
+                            tx.Query("SELECT endpoint FROM deployments WHERE event_id = ?", {key}));
+      if (!done.empty()) return AlreadyExists("event " + key + " was deployed already");
+      TAKT_RETURN_IF_ERROR(tx.Exec("INSERT INTO deployments VALUES (?, ?, ?, ?, ?)",
+                                   {key, name, group, int64_t{primary}, now}));
+    }
+    for (const auto& v : variants) {
+      if (before.contains(v.model_version)) continue;
+      TAKT_RETURN_IF_ERROR(lineage::Record(tx, {"model:" + group + "@" + std::to_string(v.model_version),
+                                                "endpoint:" + name, "deployed to", stage, now}));
+    }
+    return Ok();
   });
   if (!committed) {
-    if (committed.error().code() == Code::kAlreadyExists && !event_id.empty()) return Get(name);
+    if (committed.error().code() == Code::kAlreadyExists && !key.empty()) return Get(name);
     return std::unexpected(committed.error());
   }
   {
     std::unique_lock lock(mu_);
-    live_[name] = std::move(loaded);
+    live_[name] = std::move(live);
   }
-  spdlog::info("endpoint {} serves {} v{}", name, group, version);
+  std::string shown;
+  for (const auto& v : variants)
+    shown += (shown.empty() ? "" : ", ") + v.name + " " + std::to_string(v.weight) + "%";
+  spdlog::info("endpoint {} serves {}", name, shown);
   return Get(name);
+}
+
+Status ServingService::Remove(const std::string& name, const std::string& message) {
+  std::lock_guard<std::mutex> deploy_lock(deploy_mu_);
+  if (auto e = Get(name); !e) return std::unexpected(e.error());
+  TAKT_RETURN_IF_ERROR(db_->Exec("DELETE FROM endpoints WHERE name = ?", {name}));
+  {
+    std::unique_lock lock(mu_);
+    live_.erase(name);
+  }
+  spdlog::info("endpoint {} removed: {}", name, message);
+  return Ok();
 }
 
 Status ServingService::LoadAll() {
   TAKT_ASSIGN_OR_RETURN(auto endpoints, List());
   for (const auto& e : endpoints) {
     if (e.status != "InService") continue;
-    auto v = registry_->GetVersion(e.model_group, e.model_version);
-    if (!v) return std::unexpected(v.error().WithContext("endpoint " + e.name));
-    auto loaded = Load(e.name, *v);
-    if (!loaded) {
-      spdlog::error("endpoint {}: {}", e.name, loaded.error().ToString());
+    auto live = LoadVariants(e.name, e.model_group, e.variants);
+    if (!live) {
+      spdlog::error("endpoint {}: {}", e.name, live.error().ToString());
       continue;
     }
     std::unique_lock lock(mu_);
-    live_[e.name] = std::move(*loaded);
+    live_[e.name] = std::move(*live);
   }
   return Ok();
 }
@@ -139,10 +259,96 @@ Result<Endpoint> ServingService::Get(std::string_view name) const {
 }
 
 Result<std::shared_ptr<const LoadedModel>> ServingService::Find(std::string_view name) const {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  return Route(name, std::uniform_real_distribution<double>(0, 100)(rng));
+}
+
+Result<std::shared_ptr<const LoadedModel>> ServingService::Route(std::string_view name, double pick) const {
   std::shared_lock lock(mu_);
   auto it = live_.find(name);
   if (it == live_.end()) return NotFound("endpoint " + std::string(name) + " is not serving");
-  return it->second;
+  const Live& live = *it->second;
+  double acc = 0;
+  for (size_t i = 0; i < live.variants.size(); ++i) {
+    acc += live.weights[i];
+    if (pick < acc) return live.variants[i];
+  }
+  // Rounding at the top end: the last variant with traffic.
+  for (size_t i = live.variants.size(); i-- > 0;) {
+    if (live.weights[i] > 0) return live.variants[i];
+  }
+  return live.variants.front();
+}
+
+Result<std::shared_ptr<const LoadedModel>> ServingService::FindVariant(std::string_view name,
+                                                                       std::string_view variant) const {
+  std::shared_lock lock(mu_);
+  auto it = live_.find(name);
+  if (it == live_.end()) return NotFound("endpoint " + std::string(name) + " is not serving");
+  std::string known;
+  for (const auto& m : it->second->variants) {
+    if (m->variant == variant) return m;
+    known += (known.empty() ? "" : ", ") + m->variant;
+  }
+  return NotFound("endpoint " + std::string(name) + " has no variant '" + std::string(variant) +
+                  "' (it serves " + known + ")");
+}
+
+void ServingService::Record(std::string_view endpoint, std::string_view variant, int status,
+                            double latency_ms, std::string_view error) {
+  RequestRecord rec{RealClock().NowMillis(), std::string(variant), status, latency_ms, std::string(error)};
+  std::lock_guard<std::mutex> lock(stats_mu_);
+  auto it = requests_.find(endpoint);
+  if (it == requests_.end())
+    it = requests_.emplace(std::string(endpoint), std::vector<RequestRecord>{}).first;
+  size_t& next = next_[std::string(endpoint)];
+  if (it->second.size() < kWindow) {
+    it->second.push_back(std::move(rec));
+  } else {
+    it->second[next] = std::move(rec);
+  }
+  next = (next + 1) % kWindow;
+}
+
+VariantStats ServingService::Stats(std::string_view endpoint, std::string_view variant,
+                                   int64_t since_ms) const {
+  std::vector<double> latencies;
+  VariantStats s;
+  {
+    std::lock_guard<std::mutex> lock(stats_mu_);
+    auto it = requests_.find(endpoint);
+    if (it == requests_.end()) return s;
+    for (const auto& r : it->second) {
+      if (r.variant != variant || r.time_ms < since_ms) continue;
+      ++s.requests;
+      if (r.status >= 400) ++s.errors;
+      latencies.push_back(r.latency_ms);
+    }
+  }
+  if (s.requests == 0) return s;
+  s.error_rate = static_cast<double>(s.errors) / static_cast<double>(s.requests);
+  std::sort(latencies.begin(), latencies.end());
+  auto at = [&](double q) {
+    size_t i = static_cast<size_t>(std::ceil(q * static_cast<double>(latencies.size()))) - 1;
+    return latencies[std::min(i, latencies.size() - 1)];
+  };
+  s.p50_ms = at(0.5);
+  s.p99_ms = at(0.99);
+  return s;
+}
+
+std::vector<RequestRecord> ServingService::RecentRequests(std::string_view endpoint, size_t limit) const {
+  std::vector<RequestRecord> out;
+  std::lock_guard<std::mutex> lock(stats_mu_);
+  auto it = requests_.find(endpoint);
+  if (it == requests_.end()) return out;
+  const auto& ring = it->second;
+  size_t next = next_.find(endpoint)->second;
+  for (size_t k = 0; k < ring.size() && out.size() < limit; ++k) {
+    size_t i = (next + ring.size() - 1 - k) % ring.size();
+    out.push_back(ring[i]);
+  }
+  return out;
 }
 
 }  // namespace takt::serving

@@ -1,11 +1,18 @@
 // File: serving/serving.h
 //
 // Endpoints: named online services in a stage (`weld-pm-dev`) that serve one
-// approved model version. Deploying loads the model and swaps it in; requests
-// already holding the old model finish on it (shared ownership), new requests
-// see the new one.
+// or more approved model versions, the variants, each with a share of the
+// traffic (a canary: v4 at 10 %, v3 at 90 %; blue/green: the new one at 0 %
+// until traffic flips). Changing variants loads every new model first, then
+// swaps the whole set at once; requests already holding a model finish on it
+// (shared ownership), new requests see the new set.
 //
-// Thread-safe: Find/Predict may run on many threads while Deploy swaps.
+// Each served request's outcome (status, latency) is recorded per variant in
+// a bounded window, for the release's canary alarms and the endpoint's
+// request log.
+//
+// Thread-safe: Route/Predict/Record may run on many threads while variants
+// change.
 #pragma once
 
 #include <map>
@@ -23,20 +30,30 @@
 
 namespace takt::serving {
 
+// One model version served by an endpoint, with its share of the traffic.
+struct Variant {
+  std::string name;  // "<group>-v<version>", the SageMaker production variant name
+  int model_version = 0;
+  int weight = 100;  // percent of requests without a target variant; weights sum to 100
+};
+
 struct Endpoint {
   std::string name;  // "<group>-<stage>"
   std::string stage;
   std::string model_group;
-  int model_version = 0;
-  std::string status;  // "InService", "Failed"
+  int model_version = 0;  // the variant with the largest weight (the stable one)
+  std::string status;     // "InService", "Failed"
   std::string created_at;
   std::string updated_at;
   std::string last_event_id;
   std::string message;
+  std::vector<Variant> variants;
+  std::string settings_json = "{}";  // replicas, autoscaling, capture: from the release config
 };
 
 struct LoadedModel {
   std::string endpoint;
+  std::string variant;  // "<group>-v<version>"
   std::string group;
   int version = 0;
   std::vector<std::string> feature_names;
@@ -45,6 +62,25 @@ struct LoadedModel {
 
 // Stages a model may be deployed to.
 bool IsStage(std::string_view stage);
+std::string VariantName(std::string_view group, int version);
+
+// Outcomes of an endpoint variant's requests in a window of time.
+struct VariantStats {
+  int64_t requests = 0;
+  int64_t errors = 0;  // status >= 400 (a client the model does not fit counts too)
+  double error_rate = 0;
+  double p50_ms = 0;
+  double p99_ms = 0;
+};
+
+// One served request, for the endpoint's request log.
+struct RequestRecord {
+  int64_t time_ms = 0;
+  std::string variant;
+  int status = 0;
+  double latency_ms = 0;
+  std::string error;  // the message of a failed request, "" otherwise
+};
 
 class ServingService {
  public:
@@ -58,24 +94,57 @@ class ServingService {
   // FailedPrecondition if the version is not Approved.
   Result<Endpoint> Deploy(const std::string& group, int version, const std::string& stage,
                           const std::string& event_id);
+  // Sets the variants of endpoint "<group>-<stage>" (creating it), all at
+  // once: every version must be Approved and load; weights are 0-100 and sum
+  // to 100. `key`, when not empty, makes the call idempotent like Deploy's
+  // event id. `settings_json` ("" keeps the current) is stored with the
+  // endpoint. Nothing changes when any check or load fails.
+  Result<Endpoint> SetVariants(const std::string& group, const std::string& stage,
+                               std::vector<Variant> variants, const std::string& key,
+                               const std::string& settings_json = "", const std::string& message = "");
+  // Stops serving and deletes the endpoint; NotFound if there is none.
+  Status Remove(const std::string& name, const std::string& message);
   // Loads every InService endpoint's model (at server start).
   Status LoadAll();
 
   Result<std::vector<Endpoint>> List() const;
   Result<Endpoint> Get(std::string_view name) const;
   // The model an endpoint serves now; NotFound if no such endpoint is serving.
+  // Picks a variant by weight with `pick` in [0, 100) (Find draws one).
   Result<std::shared_ptr<const LoadedModel>> Find(std::string_view name) const;
+  Result<std::shared_ptr<const LoadedModel>> Route(std::string_view name, double pick) const;
+  // The named variant ("weld-pm-v3"), whatever its weight (the target-variant
+  // header; smoke tests of a variant at 0 %). NotFound names the variants.
+  Result<std::shared_ptr<const LoadedModel>> FindVariant(std::string_view name,
+                                                         std::string_view variant) const;
+
+  // Request outcomes, kept for the last kWindow requests per variant.
+  static constexpr size_t kWindow = 4096;
+  void Record(std::string_view endpoint, std::string_view variant, int status, double latency_ms,
+              std::string_view error = {});
+  VariantStats Stats(std::string_view endpoint, std::string_view variant, int64_t since_ms) const;
+  // Newest first, at most `limit`.
+  std::vector<RequestRecord> RecentRequests(std::string_view endpoint, size_t limit) const;
 
  private:
+  struct Live {
+    std::vector<std::shared_ptr<const LoadedModel>> variants;
+    std::vector<int> weights;
+  };
   Result<std::shared_ptr<const LoadedModel>> Load(const std::string& endpoint,
                                                   const registry::ModelVersion& v);
+  Result<std::shared_ptr<const Live>> LoadVariants(const std::string& endpoint, const std::string& group,
+                                                   const std::vector<Variant>& variants);
 
   store::Database* db_;
   blob::BlobStore* blobs_;
   registry::RegistryService* registry_;
   std::mutex deploy_mu_;  // serialises Deploy
   mutable std::shared_mutex mu_;
-  std::map<std::string, std::shared_ptr<const LoadedModel>, std::less<>> live_;
+  std::map<std::string, std::shared_ptr<const Live>, std::less<>> live_;
+  mutable std::mutex stats_mu_;
+  std::map<std::string, std::vector<RequestRecord>, std::less<>> requests_;  // ring per endpoint
+  std::map<std::string, size_t, std::less<>> next_;                          // ring positions
 };
 
 }  // namespace takt::serving

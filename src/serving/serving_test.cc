@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 #include "core/temp_dir.h"
+#include "core/time.h"
 
 #include <atomic>
 #include <cstdint>
@@ -403,6 +404,102 @@ TEST_F(ServingTest, ConcurrentReadersAlwaysSeeAConsistentModelWhileDeploySwaps) 
   EXPECT_EQ(mismatches.load(), 0);
   EXPECT_GT(predictions.load(), 0);
   EXPECT_EQ((*serving_->Find("weld-pm-dev"))->version, 1);  // ev-20 deployed v1
+}
+
+}  // namespace
+}  // namespace takt::serving
+
+namespace takt::serving {
+namespace {
+
+TEST_F(ServingTest, VariantsSplitTrafficByWeightAndCanBeTargeted) {
+  RegisterApproved("weld-pm", *model_a_);
+  RegisterApproved("weld-pm", *model_b_);
+  auto e =
+      serving_->SetVariants("weld-pm", "prod", {{"", 1, 90}, {"", 2, 10}}, "", "{\"capture_percent\":5}");
+  ASSERT_TRUE(e.has_value()) << e.error().ToString();
+  ASSERT_EQ(e->variants.size(), 2u);
+  EXPECT_EQ(e->variants[1].name, "weld-pm-v2");
+  EXPECT_EQ(e->model_version, 1) << "the stable version is the one with most traffic";
+  EXPECT_EQ(e->settings_json, "{\"capture_percent\":5}");
+  EXPECT_EQ((*serving_->Route("weld-pm-prod", 0))->version, 1);
+  EXPECT_EQ((*serving_->Route("weld-pm-prod", 89.9))->version, 1);
+  EXPECT_EQ((*serving_->Route("weld-pm-prod", 90.0))->version, 2);
+  EXPECT_EQ((*serving_->Route("weld-pm-prod", 99.99))->version, 2);
+  int v2 = 0;
+  for (int i = 0; i < 2000; ++i) v2 += (*serving_->Find("weld-pm-prod"))->version == 2;
+  EXPECT_GT(v2, 100);  // ~200 expected; far from both 0 and 2000
+  EXPECT_LT(v2, 320);
+  EXPECT_EQ((*serving_->FindVariant("weld-pm-prod", "weld-pm-v2"))->version, 2);
+  auto unknown = serving_->FindVariant("weld-pm-prod", "weld-pm-v9");
+  ASSERT_FALSE(unknown.has_value());
+  EXPECT_THAT(unknown.error().message(), HasSubstr("it serves weld-pm-v1, weld-pm-v2"));
+
+  // A variant at 0 % gets no traffic but can be targeted (blue/green before the flip).
+  ASSERT_TRUE(serving_->SetVariants("weld-pm", "prod", {{"", 1, 100}, {"", 2, 0}}, ""));
+  for (int i = 0; i < 200; ++i) ASSERT_EQ((*serving_->Find("weld-pm-prod"))->version, 1);
+  EXPECT_EQ((*serving_->FindVariant("weld-pm-prod", "weld-pm-v2"))->version, 2);
+  EXPECT_EQ(serving_->Get("weld-pm-prod")->settings_json, "{\"capture_percent\":5}") << "kept when not given";
+
+  // After a restart the same variants and weights come back.
+  ServingService fresh(db_.get(), blobs_.get(), registry_.get());
+  ASSERT_TRUE(fresh.LoadAll());
+  EXPECT_EQ((*fresh.FindVariant("weld-pm-prod", "weld-pm-v2"))->version, 2);
+  EXPECT_EQ((*fresh.Route("weld-pm-prod", 50))->version, 1);
+}
+
+TEST_F(ServingTest, BadVariantSetsChangeNothing) {
+  RegisterApproved("weld-pm", *model_a_);
+  Register("weld-pm", *model_b_);  // pending
+  ASSERT_TRUE(serving_->Deploy("weld-pm", 1, "dev", "ev-1"));
+  struct Case {
+    std::vector<Variant> variants;
+    std::string want;
+  };
+  for (const auto& c : std::vector<Case>{{{}, "at least one variant"},
+                                         {{{"", 1, 60}, {"", 1, 40}}, "listed twice"},
+                                         {{{"", 1, 50}}, "sum to 50, not 100"},
+                                         {{{"", 1, 150}, {"", 2, -50}}, "not between 0 and 100"},
+                                         {{{"", 1, 90}, {"", 2, 10}}, "only Approved versions"},
+                                         {{{"", 1, 90}, {"", 7, 10}}, "no version 7"}}) {
+    auto r = serving_->SetVariants("weld-pm", "dev", c.variants, "");
+    ASSERT_FALSE(r.has_value()) << c.want;
+    EXPECT_THAT(r.error().message(), HasSubstr(c.want));
+  }
+  auto bad_settings = serving_->SetVariants("weld-pm", "dev", {{"", 1, 100}}, "", "{not json");
+  ASSERT_FALSE(bad_settings.has_value());
+  auto e = serving_->Get("weld-pm-dev");
+  ASSERT_TRUE(e.has_value());
+  ASSERT_EQ(e->variants.size(), 1u);
+  EXPECT_EQ(e->variants[0].model_version, 1);
+  EXPECT_EQ((*serving_->Find("weld-pm-dev"))->version, 1);
+}
+
+TEST_F(ServingTest, RequestOutcomesAreCountedPerVariantInAWindow) {
+  RegisterApproved("weld-pm", *model_a_);
+  ASSERT_TRUE(serving_->Deploy("weld-pm", 1, "dev", "ev-1"));
+  for (int i = 1; i <= 100; ++i)
+    serving_->Record("weld-pm-dev", "weld-pm-v1", i % 10 == 0 ? 500 : 200, i, "x");
+  serving_->Record("weld-pm-dev", "weld-pm-v2", 200, 1000);
+  VariantStats s = serving_->Stats("weld-pm-dev", "weld-pm-v1", 0);
+  EXPECT_EQ(s.requests, 100);
+  EXPECT_EQ(s.errors, 10);
+  EXPECT_DOUBLE_EQ(s.error_rate, 0.1);
+  EXPECT_DOUBLE_EQ(s.p50_ms, 50);
+  EXPECT_DOUBLE_EQ(s.p99_ms, 99);
+  EXPECT_EQ(serving_->Stats("weld-pm-dev", "weld-pm-v1", RealClock().NowMillis() + 1000).requests, 0);
+  auto recent = serving_->RecentRequests("weld-pm-dev", 3);
+  ASSERT_EQ(recent.size(), 3u);
+  EXPECT_EQ(recent[0].variant, "weld-pm-v2") << "newest first";
+  EXPECT_EQ(recent[1].latency_ms, 100);
+  // The window is bounded.
+  for (size_t i = 0; i < ServingService::kWindow + 10; ++i)
+    serving_->Record("weld-pm-dev", "weld-pm-v1", 200, 1);
+  EXPECT_EQ(serving_->Stats("weld-pm-dev", "weld-pm-v1", 0).requests,
+            static_cast<int64_t>(ServingService::kWindow));
+  ASSERT_TRUE(serving_->Remove("weld-pm-dev", "test"));
+  EXPECT_FALSE(serving_->Find("weld-pm-dev").has_value());
+  EXPECT_EQ(serving_->Remove("weld-pm-dev", "again").error().code(), Code::kNotFound);
 }
 
 }  // namespace
