@@ -83,6 +83,12 @@ const std::vector<Setting>& Settings() {
          c.slurm_partition = v;
          return Ok();
        }},
+      {"event-max-attempts", [](Config& c, const std::string& v,
+                                const std::string& s) { return SetInt(c.event_max_attempts, v, s, 1, 100); }},
+      {"event-base-backoff-ms",
+       [](Config& c, const std::string& v, const std::string& s) {
+         return SetInt(c.event_base_backoff_ms, v, s, 0, 3'600'000);
+       }},
       {"log-format",
        [](Config& c, const std::string& v, const std::string& s) {
          return SetOneOf(c.log_format, v, s, {"text", "json"});

@@ -26,6 +26,9 @@ struct Config {
       0;  // local executor: steps running at once across runs (0 = the number of cores, at least 2)
   std::string slurm_conf;       // a Slurm cluster's slurm.conf: enables `executor: slurm` ("" = none)
   std::string slurm_partition;  // "" = the cluster's default partition
+
+  int event_max_attempts = 8;        // tries of an event delivery before it is dead
+  int event_base_backoff_ms = 1000;  // first retry after this, doubling up to 5 min
   std::string log_format = "text";
   std::string log_level = "info";
   std::string url = "http://127.0.0.1:8080";  // where the CLI finds the server
