@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "crypto/crypto.h"
+#include "registry/registry.h"
 
 namespace takt::pipeline {
 namespace {
@@ -94,7 +95,8 @@ const std::map<std::string, KeyTable>& StepKeys() {
       {"register",
        {{"model", {Kind::kRef, true, ArtifactType::kModel}},
         {"metrics", {Kind::kRef, false, ArtifactType::kMetrics}},
-        {"model_group", {Kind::kString, true}}}},
+        {"model_group", {Kind::kString, true}},
+        {"card", {Kind::kObject}}}},
       {"fail", {{"message", {Kind::kString}}}},
       {"command",
        {{"command", {Kind::kCommand, true}},
@@ -845,6 +847,10 @@ Result<PipelineSpec> ParsePipeline(std::string_view yaml, const Json& overrides)
       if (step.kind == "condition") {
         auto c = ParseCondition(step.config["expression"].get<std::string>());
         if (!c) return std::unexpected(c.error().WithContext(here));
+      }
+      if (step.kind == "register" && step.config.contains("card")) {
+        auto card = registry::ParseCard(step.config["card"].dump());
+        if (!card) return std::unexpected(card.error().WithContext(here));
       }
       if ((step.kind == "train" || step.kind == "tune") && step.config.contains("validation") &&
           step.config.contains("holdout")) {

@@ -363,6 +363,29 @@ Result<StepResult> RunRegister(StepEnv& env) {
   v.dataset_version = tr.outputs.value("dataset_version", 0);
   v.run_id = env.run->id;
   v.created_by = env.run->created_by;
+  v.registered_by = env.run->created_by;
+  v.source = registry::kSourceRun;
+  if (env.step->config.contains("card")) {
+    TAKT_ASSIGN_OR_RETURN(v.card, registry::ParseCard(env.step->config["card"].dump()));
+  }
+  // Sample rows for release smoke tests: the first rows of the validation table the model was trained
+  // with (train and tune output it; a command step may not). Without one the version has no sample.
+  const Json validation = tr.outputs.value("validation", Json());
+  if (validation.is_string() && !v.feature_names.empty()) {
+    auto sample = [&]() -> Result<ml::Matrix> {
+      TAKT_ASSIGN_OR_RETURN(std::string bytes, env.blobs->Get(validation.get<std::string>()));
+      TAKT_ASSIGN_OR_RETURN(frame::Table valid, frame::DecodeTable(bytes));
+      std::vector<size_t> first(std::min(valid.num_rows(), registry::kMaxSampleRows));
+      std::iota(first.begin(), first.end(), size_t{0});
+      return ml::ToMatrix(valid, v.feature_names, &first);
+    }();
+    if (!sample) env.log("no sample rows: " + sample.error().message());
+    for (size_t r = 0; sample && r < sample->rows; ++r) {
+      v.sample_rows.emplace_back(
+          sample->values.begin() + static_cast<std::ptrdiff_t>(r * sample->cols),
+          sample->values.begin() + static_cast<std::ptrdiff_t>((r + 1) * sample->cols));
+    }
+  }
   registry::ModelVersion registered;
   TAKT_RETURN_IF_ERROR(env.db->Transaction([&](store::Database& tx) -> Status {
     TAKT_ASSIGN_OR_RETURN(registered, env.registry->Register(tx, v, env.run->project));
