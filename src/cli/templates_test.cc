@@ -6,8 +6,10 @@
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "pipeline/spec.h"
+#include "release/config.h"
 
 namespace takt::cli {
 namespace {
@@ -93,41 +95,33 @@ TEST(TemplatesTest, TabularClassificationPipelinesHaveTheStandardSteps) {
   EXPECT_NE(FileOf(*files, "script/train.py")->content.find("SM_CHANNEL_"), std::string::npos);
 }
 
-TEST(TemplatesTest, ReleaseConfigHasThreeStagesWithTheirGates) {
+TEST(TemplatesTest, ReleaseConfigIsOneTaktAcceptsWithThreeStagesAndTheirGates) {
   auto t = FindTemplate("tabular-classification");
   ASSERT_TRUE(t.has_value());
   auto files = RenderTemplate(**t, TemplateValues("weld-pm", "weld-telemetry"));
   ASSERT_TRUE(files.has_value());
-  YAML::Node root;
-  ASSERT_NO_THROW(root = YAML::Load(FileOf(*files, "release.yaml")->content));
-  EXPECT_EQ(root["model_group"].as<std::string>(), "weld-pm");
-  ASSERT_TRUE(root["stages"].IsSequence());
-  ASSERT_EQ(root["stages"].size(), 3u);
-  std::vector<std::string> names;
-  for (const auto& s : root["stages"]) {
-    names.push_back(s["name"].as<std::string>());
-    EXPECT_GE(s["replicas"]["max"].as<int>(), s["replicas"]["min"].as<int>());
-    EXPECT_GT(s["autoscaling"]["target"].as<double>(), 0);
-    EXPECT_TRUE(s["strategy"]["type"].IsScalar());
-    ASSERT_TRUE(s["gates"].IsSequence());
-    bool smoke = false;
-    int approvers = 0;
-    double max_regression = -1;
-    for (const auto& g : s["gates"]) {
-      if (g["smoke_test"]) smoke = g["smoke_test"].as<bool>();
-      if (g["approval"]) approvers = g["approval"]["approvers"].as<int>();
-      if (g["quality"]) {
-        EXPECT_EQ(g["quality"]["metric"].as<std::string>(), "auc");
-        EXPECT_EQ(g["quality"]["compare_to"].as<std::string>(), "prod");
-        max_regression = g["quality"]["max_regression"].as<double>();
-      }
-    }
-    EXPECT_TRUE(smoke) << names.back();
-    const std::string& n = names.back();
-    EXPECT_EQ(approvers, n == "prod" ? 2 : n == "int" ? 1 : 0) << n;
-    EXPECT_DOUBLE_EQ(max_regression, n == "dev" ? -1 : 0.01) << n;
+  auto cfg = release::ParseConfig(FileOf(*files, "release.yaml")->content);
+  ASSERT_TRUE(cfg.has_value()) << cfg.error().ToString();
+  EXPECT_EQ(cfg->model_group, "weld-pm");
+  EXPECT_EQ(cfg->StageNames(), "dev, int, prod");
+  for (const auto& s : cfg->stages) {
+    EXPECT_GE(s.max_replicas, s.min_replicas) << s.name;
+    EXPECT_TRUE(s.smoke_test.has_value()) << s.name;
   }
-  EXPECT_EQ(names, (std::vector<std::string>{"dev", "int", "prod"}));
+  EXPECT_FALSE(cfg->Stage("dev")->approval.has_value());
+  EXPECT_EQ(cfg->Stage("int")->approval->approvers, 1);
+  EXPECT_EQ(cfg->Stage("prod")->approval->approvers, 2);
+  EXPECT_EQ(cfg->Stage("prod")->strategy, release::Strategy::kCanary);
+  EXPECT_EQ(cfg->Stage("int")->strategy, release::Strategy::kBlueGreen);
+  EXPECT_EQ(cfg->Stage("prod")->quality->metric, "auc");
+  EXPECT_DOUBLE_EQ(cfg->Stage("prod")->quality->max_regression, 0.01);
+  // The weld-pm example is the same config with a short canary for the demo.
+  std::ifstream in(std::string(TAKT_SOURCE_DIR) + "/examples/weld-pm/release.yaml");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto example = release::ParseConfig(ss.str(), "examples/weld-pm/release.yaml");
+  ASSERT_TRUE(example.has_value()) << example.error().ToString();
+  EXPECT_DOUBLE_EQ(example->Stage("prod")->duration_seconds, 60);
 }
 
 TEST(TemplatesTest, SubstituteReplacesKnownPlaceholdersAndRefusesOthers) {
