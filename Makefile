@@ -41,6 +41,8 @@ asan:
 bench: build
 	$(BUILD)/bench/takt_ingest_bench --size-mb $${BENCH_MB:-1024} --repeat $${BENCH_REPEAT:-3} --out bench/results/ingest.md
 	$(BUILD)/bench/takt_pipeline_bench --chain $${BENCH_CHAIN:-50} --repeat $${BENCH_REPEAT:-5} --out bench/results/pipeline.md
+	$(BUILD)/bench/takt_events_bench --events $${BENCH_EVENTS:-2000} --repeat $${BENCH_REPEAT:-5} --out bench/results/events.md
+	$(BUILD)/bench/takt_release_bench --repeat $${BENCH_APPROVALS:-20} --out bench/results/release.md
 
 format:
 	clang-format -i $$(git ls-files 'src/*.cc' 'src/*.h')

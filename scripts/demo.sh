@@ -45,10 +45,13 @@ done
 export TAKT_URL=$(sed -n 's/^listening on //p' "$DIR/server.out")
 echo "server up at $TAKT_URL (pid $SERVER, log $DIR/server.log)"
 
-bold "3. principals: a data engineer, a data scientist (who also approves), an approver"
+bold "3. principals: a data engineer, a data scientist (who also approves), two approvers, an ML engineer, a plant app"
 DANA=$(TAKT_TOKEN=$ADMIN "$TAKT" principal create dana --persona data-engineer -o json | json_field "['token']")
 SAM=$(TAKT_TOKEN=$ADMIN "$TAKT" principal create sam --persona data-scientist --persona approver -o json | json_field "['token']")
 ADA=$(TAKT_TOKEN=$ADMIN "$TAKT" principal create ada --persona approver -o json | json_field "['token']")
+BOB=$(TAKT_TOKEN=$ADMIN "$TAKT" principal create bob --persona approver -o json | json_field "['token']")
+EVE=$(TAKT_TOKEN=$ADMIN "$TAKT" principal create eve --persona ml-engineer -o json | json_field "['token']")
+MES=$(TAKT_TOKEN=$ADMIN "$TAKT" principal create plant-mes --service --persona service -o json | json_field "['token']")
 TAKT_TOKEN=$ADMIN "$TAKT" principal list
 
 bold "4. takt sim weld: hourly telemetry of $ROBOTS welding-gun robots in 3 plants over 30 days"
@@ -61,8 +64,8 @@ TAKT_TOKEN=$DANA "$TAKT" dataset tag weld-telemetry telemetry
 TAKT_TOKEN=$DANA "$TAKT" dataset show weld-telemetry
 TAKT_TOKEN=$DANA "$TAKT" dataset stats weld-telemetry
 
-bold "6. the use case: project weld-pm (members sam; its pipelines read as svc.weld-pm)"
-TAKT_TOKEN=$ADMIN "$TAKT" project create weld-pm --member sam --description "predictive maintenance of welding guns"
+bold "6. the use case: project weld-pm (members sam, eve; its pipelines read as svc.weld-pm)"
+TAKT_TOKEN=$ADMIN "$TAKT" project create weld-pm --member sam --member eve --description "predictive maintenance of welding guns"
 echo "sam, before any grant (default deny):"
 if TAKT_TOKEN=$SAM "$TAKT" dataset head weld-telemetry -n 3 2> "$DIR/denied.txt"; then
   echo "demo: sam read the dataset without a grant; he must not" >&2; exit 1
@@ -130,6 +133,66 @@ bold "14. the audit log: every read of weld-telemetry with its columns, masks an
 TAKT_TOKEN=$ADMIN "$TAKT" audit list --dataset weld-telemetry --limit 10
 TAKT_TOKEN=$ADMIN "$TAKT" audit list --limit 12
 
+bold "15. the release pipeline of weld-pm (examples/weld-pm/release.yaml): v1 serves dev, int waits for an approver"
+TAKT_TOKEN=$EVE "$TAKT" release config put examples/weld-pm/release.yaml
+TAKT_TOKEN=$EVE "$TAKT" release config show weld-pm
+TAKT_TOKEN=$EVE "$TAKT" release wait weld-pm --version 1
+TAKT_TOKEN=$EVE "$TAKT" release status weld-pm
+
+bold "16. bob approves int; prod needs two approvers, never the author (sam is refused)"
+TAKT_TOKEN=$BOB "$TAKT" release approve weld-pm --stage int --comment "dev smoke test and AUC fine"
+TAKT_TOKEN=$EVE "$TAKT" release wait weld-pm --version 1
+if TAKT_TOKEN=$SAM "$TAKT" release approve weld-pm --stage prod 2> "$DIR/refused.txt"; then
+  echo "demo: the author approved his own release; he must not" >&2; exit 1
+fi
+cat "$DIR/refused.txt"
+TAKT_TOKEN=$ADA "$TAKT" release approve weld-pm --stage prod --comment "int looked right for a day"
+TAKT_TOKEN=$BOB "$TAKT" release approve weld-pm --stage prod --comment "agreed"
+TAKT_TOKEN=$EVE "$TAKT" release wait weld-pm --version 1
+TAKT_TOKEN=$EVE "$TAKT" release status weld-pm
+echo "prod admits the plant's service identity, not people:"
+curl -s -o /dev/null -w "plant-mes → weld-pm-prod: HTTP %{http_code}\n" -X POST "$TAKT_URL/endpoints/weld-pm-prod/invocations" \
+  -H "Authorization: Bearer $MES" -H 'Content-Type: text/csv' --data-binary "$ROW"
+curl -s -w "\n" -X POST "$TAKT_URL/endpoints/weld-pm-prod/invocations" \
+  -H "Authorization: Bearer $EVE" -H 'Content-Type: text/csv' --data-binary "$ROW"
+sleep 1
+NOW=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+echo "what served weld-pm at $NOW, who approved it, from which run and data:"
+TAKT_TOKEN=$SAM "$TAKT" release history weld-pm --at "$NOW"
+
+bold "17. a deliberately bad v2 from a notebook (expects a feature the plant does not send) meets the prod canary"
+FEATURES=$(TAKT_TOKEN=$SAM "$TAKT" model show weld-pm 1 -o json | json_field "['feature_names']")
+/usr/bin/python3 - "$DIR/bad-model.json" "$FEATURES" <<'PY'
+import ast, sys
+import numpy as np, xgboost as xgb
+names = ast.literal_eval(sys.argv[2]) + ["wire_feed_rate_m_min"]
+rng = np.random.default_rng(5)
+x = rng.random((500, len(names)))
+d = xgb.DMatrix(x, label=(x[:, -1] > 0.5).astype(int), feature_names=names)
+xgb.train({"objective": "binary:logistic", "max_depth": 3}, d, 20).save_model(sys.argv[1])
+PY
+echo '{"auc": 0.97}' > "$DIR/bad-metrics.json"
+TAKT_TOKEN=$EVE "$TAKT" model register --file "$DIR/bad-model.json" --framework xgboost --group weld-pm \
+  --metrics "$DIR/bad-metrics.json"
+TAKT_TOKEN=$ADA "$TAKT" model approve weld-pm 2 --comment "notebook AUC 0.97"
+TAKT_TOKEN=$EVE "$TAKT" release wait weld-pm --version 2
+TAKT_TOKEN=$BOB "$TAKT" release approve weld-pm --stage int
+TAKT_TOKEN=$EVE "$TAKT" release wait weld-pm --version 2
+TAKT_TOKEN=$ADA "$TAKT" release approve weld-pm --stage prod
+TAKT_TOKEN=$BOB "$TAKT" release approve weld-pm --stage prod
+echo "the plant keeps calling prod with its usual rows; 25 % of them now reach v2:"
+for _ in $(seq 1 600); do
+  curl -s -o /dev/null -X POST "$TAKT_URL/endpoints/weld-pm-prod/invocations" \
+    -H "Authorization: Bearer $MES" -H 'Content-Type: text/csv' --data-binary "$ROW"
+  TAKT_TOKEN=$EVE "$TAKT" release list weld-pm --limit 1 -o json | grep -q '"status": "InProgress"' || break
+done
+TAKT_TOKEN=$EVE "$TAKT" release wait weld-pm --version 2
+TAKT_TOKEN=$EVE "$TAKT" release status weld-pm
+TAKT_TOKEN=$ADA "$TAKT" endpoint show weld-pm-prod
+echo "the canary's failed requests, from the endpoint's request log:"
+TAKT_TOKEN=$ADA "$TAKT" endpoint logs weld-pm-prod --limit 200 -o json | /usr/bin/python3 -c \
+  "import json,sys; l=[r for r in json.load(sys.stdin) if r['status']>=400]; print(len(l), 'failed' + (', e.g. %s %s: %s' % (l[0]['variant'], l[0]['status'], l[0]['error']) if l else ''))"
+
 if [ "${TAKT_DEMO_EXIT:-0}" = 1 ]; then
   cleanup
   echo
@@ -150,6 +213,8 @@ The server keeps running (pid $SERVER). Try the CLI against it:
   $TAKT dataset head weld-telemetry -n 5
   $TAKT audit list --action dataset:
   $TAKT endpoint show weld-pm-dev
+  $TAKT release status weld-pm
+  $TAKT release history weld-pm
 
 Stop it with: kill $SERVER
 TXT

@@ -37,8 +37,21 @@ class AddRoute {
 void AddDataRoutes(Platform& p, const AddRoute& add);
 // Saved pipelines, their schedules, and starts by name (pipeline_routes.cc).
 void AddPipelineRoutes(Platform& p, const AddRoute& add);
+// Events, rules, deliveries and replay (event_routes.cc).
+void AddEventRoutes(Platform& p, const AddRoute& add);
+// The model registry: groups, versions, imports, aliases, search (model_routes.cc).
+void AddModelRoutes(Platform& p, const AddRoute& add);
+// Release configs, status, approvals, rollback, stage history (release_routes.cc).
+void AddReleaseRoutes(Platform& p, const AddRoute& add);
 
 namespace internal {
+
+// Who may use an endpoint, by its stage (on top of the route's action):
+// dev: the owning project's members and admins; int: service identities
+// invoke, people only read; prod: service identities and the prod approvers
+// of the group's release pipeline (admins may read). PermissionDenied says why.
+Status StageAccess(Platform& p, const serving::Endpoint& e, std::string_view action,
+                   const std::string& principal);
 
 http::Response JsonOk(const Json& j, int status = 200);
 
@@ -54,6 +67,9 @@ Json SchemaJson(const frame::Schema& schema);
 Json ToJson(const catalog::DatasetVersion& v);
 Json ToJson(const catalog::Dataset& d);
 Json ToJson(const pipeline::Run& r);
+Json ToJson(const registry::ModelVersion& v);  // model_routes.cc
+Json ToJson(const registry::ModelGroup& g);
+Json ToJson(const registry::HistoryEntry& e);
 Json TableToJson(const frame::Table& t);
 // As the client asked with ?format=csv|json or Accept.
 http::Response TableResponse(const http::Request& req, const frame::Table& t);

@@ -1,5 +1,6 @@
 #include "api/platform.h"
 
+#include <cstdlib>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -8,6 +9,7 @@
 #include <filesystem>
 
 #include "core/json.h"
+#include "events/webhook.h"
 #include "lineage/lineage.h"
 
 namespace takt::api {
@@ -24,6 +26,7 @@ Status MigrateAll(Platform& p) {
   TAKT_RETURN_IF_ERROR(p.events->Migrate());
   TAKT_RETURN_IF_ERROR(p.registry->Migrate());
   TAKT_RETURN_IF_ERROR(p.serving->Migrate());
+  TAKT_RETURN_IF_ERROR(p.releases->Migrate());
   TAKT_RETURN_IF_ERROR(p.runs->Migrate());
   TAKT_RETURN_IF_ERROR(p.triggers->Migrate());
   return Ok();
@@ -41,9 +44,15 @@ Result<std::unique_ptr<Platform>> Assemble(const Config& config) {
   p->catalog =
       std::make_unique<catalog::CatalogService>(p->db.get(), p->blobs.get(), p->keyring.get(), p->iam.get(),
                                                 catalog::CatalogOptions{config.LandingPath()});
-  p->events = std::make_unique<events::EventBus>(p->db.get());
+  p->events = std::make_unique<events::EventBus>(
+      p->db.get(),
+      events::EventBusOptions{.base_backoff = std::chrono::milliseconds(config.event_base_backoff_ms),
+                              .max_attempts = config.event_max_attempts,
+                              .keyring = p->keyring.get()});
   p->registry = std::make_unique<registry::RegistryService>(p->db.get());
   p->serving = std::make_unique<serving::ServingService>(p->db.get(), p->blobs.get(), p->registry.get());
+  p->releases = std::make_unique<release::ReleaseService>(p->db.get(), p->registry.get(), p->serving.get(),
+                                                          p->iam.get());
   pipeline::RunServiceOptions run_options;
   run_options.step_slots = config.step_slots > 0
                                ? config.step_slots
@@ -88,10 +97,28 @@ void Platform::Start() {
   events->RegisterTarget("run", [this](const events::Event& e, const events::Rule& rule) -> Status {
     return triggers->StartForEvent(e, rule);
   });
+  // Approval and rejection events move releases (idempotent on the event id).
+  // TAKT_FAULT_RELEASE_DELAY_MS holds each delivery to the release target that
+  // long first: a fault-injection seam, so a crash test can kill the server
+  // between the outbox write and the delivery (tests/e2e/release_crash_test.cc).
+  int64_t release_delay_ms = 0;
+  if (const char* d = std::getenv("TAKT_FAULT_RELEASE_DELAY_MS")) release_delay_ms = std::atoll(d);
+  events->RegisterTarget(
+      "release", [this, release_delay_ms](const events::Event& e, const events::Rule&) -> Status {
+        if (release_delay_ms > 0) {
+          spdlog::warn("fault injection: holding event {} for {} ms before the release target", e.id,
+                       release_delay_ms);
+          std::this_thread::sleep_for(std::chrono::milliseconds(release_delay_ms));
+        }
+        return releases->OnEvent(e);
+      });
+  // POSTs events to a URL, signed (events/webhook.h); its secret is sealed with the keyring.
+  events->RegisterTarget(events::kWebhookKind, events::WebhookTarget());
   runs->OnRunFinished([this](const std::string&) { events->Notify(); });
   if (auto s = serving->LoadAll(); !s) spdlog::error("loading endpoints: {}", s.error().ToString());
   if (auto s = runs->RecoverInterrupted(); !s) spdlog::error("recovering runs: {}", s.error().ToString());
   events->Start();
+  releases->Start();
   runs->Start(config.workers);
   catalog->StartScheduler();
   triggers->StartScheduler();
@@ -101,6 +128,7 @@ void Platform::Stop() {
   if (triggers) triggers->StopScheduler();
   if (catalog) catalog->StopScheduler();
   if (runs) runs->Stop();
+  if (releases) releases->Stop();
   if (events) events->Stop();
 }
 

@@ -23,6 +23,7 @@
 #include "pipeline/runs.h"
 #include "pipeline/triggers.h"
 #include "registry/registry.h"
+#include "release/release.h"
 #include "serving/serving.h"
 #include "store/database.h"
 
@@ -38,6 +39,7 @@ struct Platform {
   std::unique_ptr<events::EventBus> events;
   std::unique_ptr<registry::RegistryService> registry;
   std::unique_ptr<serving::ServingService> serving;
+  std::unique_ptr<release::ReleaseService> releases;  // release pipelines dev → int → prod
   std::unique_ptr<pipeline::RunService> runs;
   std::unique_ptr<pipeline::TriggerService> triggers;  // saved pipelines, schedules, the run target
 

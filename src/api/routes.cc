@@ -7,9 +7,11 @@
 #include <spdlog/spdlog.h>
 
 #include <charconv>
+#include <chrono>
 #include <set>
 
 #include "core/json.h"
+#include "core/time.h"
 #include "frame/csv.h"
 #include "serving/protocols.h"
 
@@ -121,23 +123,6 @@ Json ToJson(const pipeline::Run& r) {
           {"steps", steps}};
 }
 
-Json ToJson(const registry::ModelVersion& v) {
-  return {{"group", v.group},
-          {"version", v.version},
-          {"status", v.status},
-          {"framework", v.framework},
-          {"artifact", v.blob_id},
-          {"feature_names", v.feature_names},
-          {"metrics", Json::parse(v.metrics_json, nullptr, false)},
-          {"params", Json::parse(v.params_json, nullptr, false)},
-          {"lineage", {{"dataset", v.dataset}, {"dataset_version", v.dataset_version}, {"run_id", v.run_id}}},
-          {"created_by", v.created_by},
-          {"created_at", v.created_at},
-          {"decided_by", v.decided_by},
-          {"decided_at", v.decided_at},
-          {"comment", v.comment}};
-}
-
 Json ToJson(const serving::Endpoint& e) {
   return {{"name", e.name},
           {"stage", e.stage},
@@ -146,7 +131,16 @@ Json ToJson(const serving::Endpoint& e) {
           {"status", e.status},
           {"created_at", e.created_at},
           {"updated_at", e.updated_at},
-          {"last_event_id", e.last_event_id}};
+          {"last_event_id", e.last_event_id},
+          {"message", e.message},
+          {"variants",
+           [&] {
+             Json a = Json::array();
+             for (const auto& v : e.variants)
+               a.push_back({{"name", v.name}, {"version", v.model_version}, {"weight", v.weight}});
+             return a;
+           }()},
+          {"settings", Json::parse(e.settings_json, nullptr, false)}};
 }
 
 Json TableToJson(const frame::Table& t) {
@@ -198,6 +192,44 @@ Result<ml::Matrix> InvocationRows(const Request& req, const serving::LoadedModel
   return UnsupportedMedia("Content-Type '" + std::string(ct) +
                           "' is not supported: use text/csv or application/json");
 }
+
+// The model one inference request goes to: the endpoint must exist and let
+// the principal in (StageAccess); a target-variant header picks the variant,
+// else the traffic weights do.
+Result<std::shared_ptr<const serving::LoadedModel>> ModelFor(Platform& p, const Request& req,
+                                                             std::string_view action) {
+  const std::string& name = req.path_params.at("name");
+  TAKT_ASSIGN_OR_RETURN(serving::Endpoint e, p.serving->Get(name));
+  TAKT_RETURN_IF_ERROR(StageAccess(p, e, action, req.principal_id));
+  std::string target = req.Header("x-amzn-sagemaker-target-variant");
+  if (target.empty()) target = req.Header("x-takt-target-variant");
+  return target.empty() ? p.serving->Find(name) : p.serving->FindVariant(name, target);
+}
+
+// Times one served request and records its outcome for the variant (canary
+// alarms, the endpoint's request log); names the variant in the reply.
+class Served {
+ public:
+  Served(Platform& p, const serving::LoadedModel& m)
+      : p_(p), m_(m), start_(std::chrono::steady_clock::now()) {}
+  Response Done(Response r) {
+    double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start_).count();
+    std::string error;
+    if (r.status >= 400) {
+      auto j = Json::parse(r.body, nullptr, false);
+      if (j.is_object() && j.contains("error") && j["error"].is_object())
+        error = j["error"].value("message", "");
+    }
+    p_.serving->Record(m_.endpoint, m_.variant, r.status, ms, error);
+    r.headers.emplace_back("x-Amzn-Invoked-Production-Variant", m_.variant);
+    return r;
+  }
+
+ private:
+  Platform& p_;
+  const serving::LoadedModel& m_;
+  std::chrono::steady_clock::time_point start_;
+};
 
 }  // namespace internal
 
@@ -311,6 +343,7 @@ std::shared_ptr<http::Router> BuildRouter(Platform& p) {
       },
       size_t{96} << 20);      // code files ride along base64-encoded: the CLI caps them at 64 MiB
   AddPipelineRoutes(p, add);  // saved pipelines, schedules, starts by name
+  AddReleaseRoutes(p, add);   // release pipelines dev → int → prod
   add("POST", "/api/v1/runs/{id}/cancel", "run:cancel", [&p](Request& req) {
     auto s = p.runs->Cancel(req.path_params["id"], req.principal_id);
     if (!s) return http::ErrorResponse(s.error());
@@ -394,74 +427,8 @@ std::shared_ptr<http::Router> BuildRouter(Platform& p) {
     return TableResponse(req, *t);
   });
 
-  // Registry.
-  add("GET", "/api/v1/models", "model:list", [&p](Request&) {
-    return Render<std::vector<registry::ModelGroup>>(p.registry->ListGroups(), [](const auto& v) {
-      Json a = Json::array();
-      for (const auto& g : v) {
-        a.push_back({{"name", g.name},
-                     {"project", g.project},
-                     {"created_at", g.created_at},
-                     {"latest_version", g.latest_version},
-                     {"approved_versions", g.approved_versions}});
-      }
-      return a;
-    });
-  });
-  add("GET", "/api/v1/models/{group}", "model:describe", [&p](Request& req) {
-    return Render<std::vector<registry::ModelVersion>>(p.registry->ListVersions(req.path_params["group"]),
-                                                       [](const auto& v) {
-                                                         Json a = Json::array();
-                                                         for (const auto& x : v) a.push_back(ToJson(x));
-                                                         return a;
-                                                       });
-  });
-  add("GET", "/api/v1/models/{group}/versions/{version}", "model:describe", [&p](Request& req) {
-    auto version = ParseInt(req.path_params["version"], "version");
-    if (!version) return http::ErrorResponse(version.error());
-    return Render<registry::ModelVersion>(p.registry->GetVersion(req.path_params["group"], *version),
-                                          [](const auto& x) { return ToJson(x); });
-  });
-  add("GET", "/api/v1/models/{group}/versions/{version}/artifact", "model:download", [&p](Request& req) {
-    auto version = ParseInt(req.path_params["version"], "version");
-    if (!version) return http::ErrorResponse(version.error());
-    auto v = p.registry->GetVersion(req.path_params["group"], *version);
-    if (!v) return http::ErrorResponse(v.error());
-    auto bytes = p.blobs->Get(v->blob_id);
-    if (!bytes) return http::ErrorResponse(bytes.error());
-    Response r;
-    r.content_type = "application/json";
-    r.body = std::move(*bytes);
-    r.headers.emplace_back("Content-Disposition", "attachment; filename=\"" + v->group + "-v" +
-                                                      std::to_string(v->version) + ".json\"");
-    return r;
-  });
-  for (const char* verb : {"approve", "reject"}) {
-    bool approve = std::string_view(verb) == "approve";
-    add("POST", std::string("/api/v1/models/{group}/versions/{version}/") + verb,
-        approve ? "model:approve" : "model:reject", [&p, approve](Request& req) {
-          if (auto s = RequireJson(req); !s) return http::ErrorResponse(s.error());
-          std::string comment;
-          if (!req.body.empty()) {
-            auto body = ParseJson(req.body, "request body");
-            if (!body) return http::ErrorResponse(body.error());
-            if (!body->is_object())
-              return http::ErrorResponse(InvalidArgument("request body: expected an object"));
-            auto c = body->find("comment");
-            if (c != body->end() && !c->is_string()) {
-              return http::ErrorResponse(InvalidArgument("request body: comment must be a string"));
-            }
-            if (c != body->end()) comment = c->get<std::string>();
-          }
-          auto version = ParseInt(req.path_params["version"], "version");
-          if (!version) return http::ErrorResponse(version.error());
-          auto r = approve
-                       ? p.registry->Approve(req.path_params["group"], *version, req.principal_id, comment)
-                       : p.registry->Reject(req.path_params["group"], *version, req.principal_id, comment);
-          if (r) p.events->Notify();
-          return Render<registry::ModelVersion>(r, [](const auto& x) { return ToJson(x); });
-        });
-  }
+  // Registry: groups, versions, imports, aliases, search.
+  AddModelRoutes(p, add);
 
   // Endpoints (control plane).
   add("GET", "/api/v1/endpoints", "endpoint:list", [&p](Request&) {
@@ -474,28 +441,49 @@ std::shared_ptr<http::Router> BuildRouter(Platform& p) {
   add("GET", "/api/v1/endpoints/{name}", "endpoint:describe", [&p](Request& req) {
     auto e = p.serving->Get(req.path_params["name"]);
     if (!e) return http::ErrorResponse(e.error());
+    if (auto s = StageAccess(p, *e, "endpoint:describe", req.principal_id); !s)
+      return http::ErrorResponse(s.error());
     Json j = ToJson(*e);
     if (auto m = p.serving->Find(e->name)) j["feature_names"] = (*m)->feature_names;
+    Json stats = Json::array();
+    const int64_t since = RealClock().NowMillis() - 15 * 60 * 1000;
+    for (const auto& v : e->variants) {
+      serving::VariantStats st = p.serving->Stats(e->name, v.name, since);
+      stats.push_back({{"variant", v.name},
+                       {"requests", st.requests},
+                       {"errors", st.errors},
+                       {"error_rate", st.error_rate},
+                       {"p50_ms", st.p50_ms},
+                       {"p99_ms", st.p99_ms}});
+    }
+    j["last_15m"] = stats;
     return JsonOk(j);
   });
-
-  // Events and audit.
-  add("GET", "/api/v1/events", "event:list", [&p](Request&) {
-    return Render<std::vector<events::Event>>(p.events->List(100), [](const auto& v) {
-      Json a = Json::array();
-      for (const auto& e : v) {
-        a.push_back({{"specversion", "1.0"},
-                     {"id", e.id},
-                     {"type", e.type},
-                     {"source", e.source},
-                     {"subject", e.subject},
-                     {"time", e.time},
-                     {"data", Json::parse(e.data_json, nullptr, false)},
-                     {"delivered_at", e.delivered_at}});
-      }
-      return a;
-    });
+  // The endpoint's recent requests (newest first): variant, status, latency, error.
+  add("GET", "/api/v1/endpoints/{name}/logs", "endpoint:logs", [&p](Request& req) {
+    auto e = p.serving->Get(req.path_params["name"]);
+    if (!e) return http::ErrorResponse(e.error());
+    if (auto s = StageAccess(p, *e, "endpoint:logs", req.principal_id); !s)
+      return http::ErrorResponse(s.error());
+    size_t limit = 100;
+    if (auto l = req.Query("limit")) {
+      auto n = ParseInt(*l, "limit");
+      if (!n || *n < 1) return http::ErrorResponse(InvalidArgument("limit must be a positive whole number"));
+      limit = static_cast<size_t>(*n);
+    }
+    Json a = Json::array();
+    for (const auto& r : p.serving->RecentRequests(e->name, limit)) {
+      a.push_back({{"time", FormatIsoMillis(r.time_ms)},
+                   {"variant", r.variant},
+                   {"status", r.status},
+                   {"latency_ms", r.latency_ms},
+                   {"error", r.error}});
+    }
+    return JsonOk(a);
   });
+
+  // Events (rules, deliveries, replay) and audit.
+  AddEventRoutes(p, add);
   add("GET", "/api/v1/audit", "audit:list", [&p](Request& req) {
     iam::AuditQuery q;
     q.principal = req.Query("principal").value_or("");
@@ -523,31 +511,32 @@ std::shared_ptr<http::Router> BuildRouter(Platform& p) {
 
   // Inference: Open Inference Protocol v2.
   add("GET", "/v2/models/{name}", "endpoint:describe", [&p](Request& req) {
-    auto m = p.serving->Find(req.path_params["name"]);
+    auto m = ModelFor(p, req, "endpoint:describe");
     if (!m) return http::ErrorResponse(m.error());
     return http::JsonResponse(200,
                               serving::RenderOipMetadata((*m)->endpoint, (*m)->version, (*m)->feature_names));
   });
   add("GET", "/v2/models/{name}/ready", "endpoint:describe", [&p](Request& req) {
-    auto m = p.serving->Find(req.path_params["name"]);
+    auto m = ModelFor(p, req, "endpoint:describe");
     if (!m) return http::ErrorResponse(m.error());
     return JsonOk({{"name", (*m)->endpoint}, {"ready", true}});
   });
   add(
       "POST", "/v2/models/{name}/infer", "endpoint:invoke",
       [&p](Request& req) {
-        auto m = p.serving->Find(req.path_params["name"]);
+        auto m = ModelFor(p, req, "endpoint:invoke");
         if (!m) return http::ErrorResponse(m.error());
+        Served served(p, **m);
         if (req.ContentType() != "application/json") {
-          return http::ErrorResponse(UnsupportedMedia("expected Content-Type application/json, got '" +
-                                                      std::string(req.ContentType()) + "'"));
+          return served.Done(http::ErrorResponse(UnsupportedMedia(
+              "expected Content-Type application/json, got '" + std::string(req.ContentType()) + "'")));
         }
         auto parsed = serving::ParseOipInfer(req.body, (*m)->feature_names);
-        if (!parsed) return http::ErrorResponse(parsed.error());
+        if (!parsed) return served.Done(http::ErrorResponse(parsed.error()));
         auto preds = (*m)->model->Predict(parsed->rows);
-        if (!preds) return http::ErrorResponse(preds.error());
-        return http::JsonResponse(200,
-                                  serving::RenderOipInfer((*m)->endpoint, (*m)->version, parsed->id, *preds));
+        if (!preds) return served.Done(http::ErrorResponse(preds.error()));
+        return served.Done(http::JsonResponse(
+            200, serving::RenderOipInfer((*m)->endpoint, (*m)->version, parsed->id, *preds)));
       },
       size_t{16} << 20);
 
@@ -555,21 +544,20 @@ std::shared_ptr<http::Router> BuildRouter(Platform& p) {
   add(
       "POST", "/endpoints/{name}/invocations", "endpoint:invoke",
       [&p](Request& req) {
-        auto m = p.serving->Find(req.path_params["name"]);
+        auto m = ModelFor(p, req, "endpoint:invoke");
         if (!m) return http::ErrorResponse(m.error());
+        Served served(p, **m);
         auto rows = InvocationRows(req, **m);
-        if (!rows) return http::ErrorResponse(rows.error());
+        if (!rows) return served.Done(http::ErrorResponse(rows.error()));
         auto preds = (*m)->model->Predict(*rows);
-        if (!preds) return http::ErrorResponse(preds.error());
+        if (!preds) return served.Done(http::ErrorResponse(preds.error()));
         Response r;
         std::string accept = req.Header("accept");
         bool csv = accept.find("text/csv") != std::string::npos ||
                    (accept.find("application/json") == std::string::npos && req.ContentType() == "text/csv");
         r.content_type = csv ? "text/csv" : "application/json";
         r.body = csv ? serving::RenderCsvPredictions(*preds) : serving::RenderJsonPredictions(*preds);
-        r.headers.emplace_back("x-Amzn-Invoked-Production-Variant",
-                               (*m)->group + "-v" + std::to_string((*m)->version));
-        return r;
+        return served.Done(std::move(r));
       },
       size_t{16} << 20);
 

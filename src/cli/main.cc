@@ -19,7 +19,10 @@
 #include "api/routes.h"
 #include "cli/context.h"
 #include "cli/data_commands.h"
+#include "cli/event_commands.h"
+#include "cli/model_commands.h"
 #include "cli/output.h"
+#include "cli/release_commands.h"
 #include "cli/run_commands.h"
 #include "core/config.h"
 #include "core/json.h"
@@ -238,97 +241,6 @@ Status CmdRunExport(Context& ctx, const std::string& id, const std::string& what
   return Ok();
 }
 
-// ---------------------------------------------------------------- models
-
-std::string MetricsLine(const Json& m, std::initializer_list<const char*> keys) {
-  std::string s;
-  for (const char* k : keys) {
-    if (m.is_object() && m.contains(k) && m[k].is_number())
-      s += (s.empty() ? "" : " ") + std::string(k) + "=" + Num(m[k]);
-  }
-  return s;
-}
-
-Status CmdModelList(Context& ctx) {
-  TAKT_ASSIGN_OR_RETURN(Json r, ctx.Call("GET", "/api/v1/models"));
-  if (ctx.json()) return PrintJson(r), Ok();
-  std::vector<std::vector<std::string>> rows;
-  for (const auto& g : r) {
-    rows.push_back({Str(g, "name"), Str(g, "project"), Str(g, "latest_version"), Str(g, "approved_versions"),
-                    ShortTime(Str(g, "created_at"))});
-  }
-  PrintTable({"MODEL GROUP", "PROJECT", "LATEST", "APPROVED", "CREATED"}, rows);
-  return Ok();
-}
-
-Status CmdModelShow(Context& ctx, const std::string& group, int version) {
-  if (version > 0) {
-    TAKT_ASSIGN_OR_RETURN(
-        Json v, ctx.Call("GET", "/api/v1/models/" + Enc(group) + "/versions/" + std::to_string(version)));
-    if (ctx.json()) return PrintJson(v), Ok();
-    std::cout << Str(v, "group") << " v" << Str(v, "version") << ": " << Str(v, "status") << "\n"
-              << "  framework   " << Str(v, "framework") << ", " << v["feature_names"].size() << " features\n"
-              << "  metrics     " << MetricsLine(v["metrics"], {"auc", "pr_auc", "precision", "recall", "f1"})
-              << "\n"
-              << "  lineage     dataset " << Str(v["lineage"], "dataset") << " v"
-              << Str(v["lineage"], "dataset_version") << ", run " << Str(v["lineage"], "run_id") << "\n"
-              << "  created     " << ShortTime(Str(v, "created_at")) << " by " << Str(v, "created_by")
-              << "\n";
-    if (!Str(v, "decided_by").empty()) {
-      std::cout << "  decided     " << ShortTime(Str(v, "decided_at")) << " by " << Str(v, "decided_by")
-                << (Str(v, "comment").empty() ? "" : ": " + Str(v, "comment")) << "\n";
-    }
-    return Ok();
-  }
-  TAKT_ASSIGN_OR_RETURN(Json r, ctx.Call("GET", "/api/v1/models/" + Enc(group)));
-  if (ctx.json()) return PrintJson(r), Ok();
-  std::vector<std::vector<std::string>> rows;
-  for (const auto& v : r) {
-    rows.push_back({Str(v, "version"), Str(v, "status"),
-                    MetricsLine(v["metrics"], {"auc", "pr_auc", "recall"}),
-                    Str(v["lineage"], "dataset") + " v" + Str(v["lineage"], "dataset_version"),
-                    Str(v["lineage"], "run_id"), Str(v, "created_by"), Str(v, "decided_by")});
-  }
-  PrintTable({"VERSION", "STATUS", "METRICS", "DATASET", "RUN", "AUTHOR", "DECIDED BY"}, rows);
-  return Ok();
-}
-
-Status CmdModelDecide(Context& ctx, const std::string& group, int version, const std::string& comment,
-                      bool approve) {
-  Json body = {{"comment", comment}};
-  TAKT_ASSIGN_OR_RETURN(Json v, ctx.Call("POST",
-                                         "/api/v1/models/" + Enc(group) + "/versions/" +
-                                             std::to_string(version) + (approve ? "/approve" : "/reject"),
-                                         body.dump(), "application/json"));
-  if (ctx.json()) return PrintJson(v), Ok();
-  std::cout << Str(v, "group") << " v" << Str(v, "version") << " is now " << Str(v, "status") << " (by "
-            << Str(v, "decided_by") << ")\n";
-  if (approve)
-    std::cout << "The release starts: it is deployed to the dev stage as endpoint " << group << "-dev\n";
-  return Ok();
-}
-
-Status CmdModelDownload(Context& ctx, const std::string& group, int version, const std::string& file) {
-  if (file.empty()) return InvalidArgument("--file is required");
-  TAKT_ASSIGN_OR_RETURN(http::Client * client, ctx.Client());
-  TAKT_ASSIGN_OR_RETURN(http::ClientResponse r,
-                        client->Send("GET", "/api/v1/models/" + Enc(group) + "/versions/" +
-                                                std::to_string(version) + "/artifact"));
-  if (r.status != 200) {
-    auto j = Json::parse(r.body, nullptr, false);
-    std::string msg = j.is_object() && j.contains("error") ? j["error"].value("message", r.body) : r.body;
-    return MakeError(r.status == 404   ? Code::kNotFound
-                     : r.status == 403 ? Code::kPermissionDenied
-                                       : Code::kInternal,
-                     msg);
-  }
-  std::ofstream out(file, std::ios::binary | std::ios::trunc);
-  if (!out) return Unavailable("cannot write " + file);
-  out << r.body;
-  std::cerr << "Wrote " << file << " (" << HumanBytes(r.body.size()) << ", XGBoost JSON)\n";
-  return Ok();
-}
-
 // ---------------------------------------------------------------- endpoints
 
 Status CmdEndpointList(Context& ctx) {
@@ -354,6 +266,33 @@ Status CmdEndpointShow(Context& ctx, const std::string& name) {
             << "/invocations\n"
             << "  features                 " << (e.contains("feature_names") ? e["feature_names"].size() : 0)
             << "\n";
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& v : e.value("variants", Json::array())) {
+    std::vector<std::string> row = {Str(v, "name"), "v" + Str(v, "version"), Str(v, "weight") + "%"};
+    for (const auto& s : e.value("last_15m", Json::array())) {
+      if (Str(s, "variant") != Str(v, "name")) continue;
+      row.push_back(Str(s, "requests"));
+      row.push_back(Num(s.value("error_rate", 0.0), 3));
+      row.push_back(Num(s.value("p99_ms", 0.0), 2));
+    }
+    rows.push_back(std::move(row));
+  }
+  if (!rows.empty())
+    PrintTable({"VARIANT", "VERSION", "TRAFFIC", "REQUESTS 15M", "ERROR RATE", "P99 MS"}, rows);
+  return Ok();
+}
+
+// The endpoint's recent requests, newest first.
+Status CmdEndpointLogs(Context& ctx, const std::string& name, int limit) {
+  TAKT_ASSIGN_OR_RETURN(
+      Json logs, ctx.Call("GET", "/api/v1/endpoints/" + Enc(name) + "/logs?limit=" + std::to_string(limit)));
+  if (ctx.json()) return PrintJson(logs), Ok();
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& l : logs) {
+    rows.push_back({Str(l, "time"), Str(l, "variant"), Str(l, "status"), Num(l.value("latency_ms", 0.0), 2),
+                    Str(l, "error")});
+  }
+  PrintTable({"TIME", "VARIANT", "STATUS", "MS", "ERROR"}, rows);
   return Ok();
 }
 
@@ -437,19 +376,7 @@ Status CmdEndpointInvoke(Context& ctx, const std::string& name, const std::strin
   return Ok();
 }
 
-// ---------------------------------------------------------------- events, audit
-
-Status CmdEventList(Context& ctx) {
-  TAKT_ASSIGN_OR_RETURN(Json r, ctx.Call("GET", "/api/v1/events"));
-  if (ctx.json()) return PrintJson(r), Ok();
-  std::vector<std::vector<std::string>> rows;
-  for (const auto& e : r) {
-    rows.push_back({ShortTime(Str(e, "time")), Str(e, "type"), Str(e, "subject"),
-                    Str(e, "delivered_at").empty() ? "pending" : "delivered"});
-  }
-  PrintTable({"TIME", "TYPE", "SUBJECT", "DELIVERY"}, rows);
-  return Ok();
-}
+// ---------------------------------------------------------------- audit (events: cli/event_commands.cc)
 
 Status CmdAuditList(Context& ctx, const std::string& principal, const std::string& action,
                     const std::string& resource, const std::string& dataset, int limit) {
@@ -549,6 +476,9 @@ int Main(int argc, char** argv) {
   setting(server, "slurm-conf", "slurm.conf of a Slurm cluster for `executor: slurm` steps (default: none)");
   setting(server, "slurm-partition", "Slurm partition for steps (default: the cluster's default)");
   setting(server, "master-key-file", "master key file (default <data-dir>/master.key)");
+  setting(server, "event-max-attempts", "tries of an event delivery before it is dead (default 8)");
+  setting(server, "event-base-backoff-ms",
+          "wait before an event delivery's first retry, doubling up to 5 min (default 1000)");
   server->callback(run([&] { return CmdServer(ctx); }));
 
   std::string token;
@@ -624,35 +554,7 @@ int Main(int argc, char** argv) {
   re->add_option("--file", run_file, "file to write (default stdout)");
   re->callback(run([&] { return CmdRunExport(ctx, run_id, run_output, run_file); }));
 
-  // model
-  auto* model = app.add_subcommand("model", "the model registry")->require_subcommand(1)->fallthrough();
-  std::string group, comment;
-  int version = 0;
-  auto* ml = model->add_subcommand("list", "model groups");
-  output(ml);
-  ml->callback(run([&] { return CmdModelList(ctx); }));
-  auto* ms = model->add_subcommand("show", "versions of a group, or one version");
-  ms->add_option("group", group, "model group")->required();
-  ms->add_option("version", version, "version");
-  output(ms);
-  ms->callback(run([&] { return CmdModelShow(ctx, group, version); }));
-  for (bool approve : {true, false}) {
-    auto* cmd =
-        model->add_subcommand(approve ? "approve" : "reject",
-                              approve ? "approve a version (starts its release)" : "reject a version");
-    cmd->add_option("group", group, "model group")->required();
-    cmd->add_option("version", version, "version")->required();
-    cmd->add_option("--comment", comment, "why");
-    output(cmd);
-    cmd->callback(run([&, approve] { return CmdModelDecide(ctx, group, version, comment, approve); }));
-  }
-
-  std::string model_file;
-  auto* md = model->add_subcommand("download", "download a version's model file (XGBoost JSON)");
-  md->add_option("group", group, "model group")->required();
-  md->add_option("version", version, "version")->required();
-  md->add_option("--file", model_file, "file to write")->required();
-  md->callback(run([&] { return CmdModelDownload(ctx, group, version, model_file); }));
+  AddModelCommands(app, ctx, run, output);
 
   // endpoint
   auto* endpoint =
@@ -667,6 +569,13 @@ int Main(int argc, char** argv) {
   es->add_option("name", ep_name, "endpoint")->required();
   output(es);
   es->callback(run([&] { return CmdEndpointShow(ctx, ep_name); }));
+  int ep_limit = 50;
+  auto* elog =
+      endpoint->add_subcommand("logs", "an endpoint's recent requests: variant, status, latency, error");
+  elog->add_option("name", ep_name, "endpoint")->required();
+  elog->add_option("--limit", ep_limit, "rows")->capture_default_str();
+  output(elog);
+  elog->callback(run([&] { return CmdEndpointLogs(ctx, ep_name, ep_limit); }));
   auto* ei = endpoint->add_subcommand("invoke", "score the rows of a CSV (with a header) and rank them");
   ei->add_option("name", ep_name, "endpoint")->required();
   ei->add_option("--file", ep_file, "CSV with the model's feature columns")->required();
@@ -677,12 +586,10 @@ int Main(int argc, char** argv) {
 
   AddDataCommands(app, ctx, run, output);
   AddRunCommands(app, ctx, run, output);
+  AddReleaseCommands(app, ctx, run, output);
 
   // event / audit
-  auto* event = app.add_subcommand("event", "the event outbox")->require_subcommand(1)->fallthrough();
-  auto* evl = event->add_subcommand("list", "recent events and their delivery");
-  output(evl);
-  evl->callback(run([&] { return CmdEventList(ctx); }));
+  AddEventCommands(app, ctx, run, output);  // list, show, rule, deliveries, replay
   auto* audit = app.add_subcommand("audit", "the audit log")->require_subcommand(1)->fallthrough();
   std::string a_principal, a_action, a_resource, a_dataset;
   int a_limit = 50;
