@@ -761,6 +761,21 @@ Result<Release> ReleaseService::Decide(const std::string& group, const std::stri
   return Get(r.id);
 }
 
+Result<int> ReleaseService::PreviousApproved(const std::string& group, const std::string& stage,
+                                             int except) const {
+  TAKT_ASSIGN_OR_RETURN(
+      auto rows,
+      db_->Query("SELECT version FROM stage_history WHERE model_group = ? AND stage = ? ORDER BY seq DESC",
+                 {group, stage}));
+  for (const auto& row : rows) {
+    int v = static_cast<int>(row.Int(0));
+    if (v == except) continue;
+    auto mv = registry_->GetVersion(group, v);
+    if (mv && mv->status == registry::kApproved) return v;
+  }
+  return 0;
+}
+
 Result<Served> ReleaseService::Rollback(const std::string& group, const std::string& stage, int to_version,
                                         const std::string& principal, const std::string& comment) {
   std::lock_guard lock(mu_);
@@ -776,19 +791,7 @@ Result<Served> ReleaseService::Rollback(const std::string& group, const std::str
   if (current == 0) current = e->model_version;
   int target = to_version;
   if (target == 0) {
-    TAKT_ASSIGN_OR_RETURN(auto rows,
-                          db_->Query("SELECT version FROM stage_history WHERE model_group = ? AND stage "
-                                     "= ? ORDER BY seq DESC",
-                                     {group, stage}));
-    for (const auto& row : rows) {
-      int v = static_cast<int>(row.Int(0));
-      if (v == current) continue;
-      auto mv = registry_->GetVersion(group, v);
-      if (mv && mv->status == registry::kApproved) {
-        target = v;
-        break;
-      }
-    }
+    TAKT_ASSIGN_OR_RETURN(target, PreviousApproved(group, stage, current));
     if (target == 0) {
       return FailedPrecondition("no earlier approved version served " + group + " at " + stage + " (" +
                                 V(current) + " is the only one); name one with --to");
@@ -841,20 +844,7 @@ takt::Status ReleaseService::OnRejected(const std::string& group, int version, c
     for (const auto& v : e.variants) serves = serves || v.model_version == version;
     if (!serves) continue;
     // The stage's latest earlier version that is still approved.
-    TAKT_ASSIGN_OR_RETURN(auto rows,
-                          db_->Query("SELECT version FROM stage_history WHERE model_group = ? AND stage "
-                                     "= ? ORDER BY seq DESC",
-                                     {group, e.stage}));
-    int target = 0;
-    for (const auto& row : rows) {
-      int v = static_cast<int>(row.Int(0));
-      if (v == version) continue;
-      auto mv = registry_->GetVersion(group, v);
-      if (mv && mv->status == registry::kApproved) {
-        target = v;
-        break;
-      }
-    }
+    TAKT_ASSIGN_OR_RETURN(int target, PreviousApproved(group, e.stage, version));
     if (target) {
       TAKT_ASSIGN_OR_RETURN(auto set,
                             serving_->SetVariants(group, e.stage, {{"", target, 100}}, "", "", why));

@@ -207,6 +207,8 @@ class ReleaseService {
                                      int limit) const;
   Result<Release> ActiveRelease(const std::string& group) const;
   int LiveVersion(const std::string& group, const std::string& stage) const;
+  // The stage's latest version in its history, other than `except`, that is still Approved; 0 if none.
+  Result<int> PreviousApproved(const std::string& group, const std::string& stage, int except) const;
   takt::Status RecordServed(store::Database& tx, const std::string& group, const std::string& stage,
                             int version, const std::string& release_id, const std::string& how,
                             const std::string& by, const std::vector<std::string>& approved_by,
