@@ -1,0 +1,717 @@
+#include "serving/capture.h"
+
+#include <zstd.h>
+
+#include <algorithm>
+#include <bit>
+#include <charconv>
+#include <chrono>
+#include <climits>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <set>
+#include <system_error>
+#include <tuple>
+
+#include "core/json.h"
+#include "crypto/crypto.h"
+
+namespace takt::serving {
+namespace {
+
+constexpr std::string_view kMagic = "TKCAP01\n";
+constexpr std::string_view kFormat = "takt-capture-v1";
+constexpr std::string_view kAadPrefix = "takt-capture-v1:";
+constexpr std::string_view kKeyPurpose = "serving-capture/v1";
+constexpr std::string_view kExtension = ".tkcap";
+constexpr size_t kMaxPlaintext = size_t{1} << 30;  // a segment that claims more is refused
+
+// How long the thread sleeps with nothing to do; producers wake it early only
+// when the ring is half full, so the request path never makes a syscall.
+constexpr std::chrono::milliseconds kIdlePoll{100};
+constexpr std::chrono::milliseconds kBusyPoll{20};
+
+bool ValidEndpointName(std::string_view name) {
+  if (name.empty() || name == "." || name == ".." || name.size() > 200) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.';
+  });
+}
+
+// xorshift64* per thread, seeded from the thread's address and the clock.
+uint64_t NextRandom() {
+  thread_local uint64_t state = 0;
+  if (state == 0) {
+    uint64_t seed = reinterpret_cast<uintptr_t>(&state) ^
+                    static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+    seed ^= seed >> 31;
+    seed *= 0x9E3779B97F4A7C15ULL;
+    state = seed | 1;
+  }
+  state ^= state >> 12;
+  state ^= state << 25;
+  state ^= state >> 27;
+  return state * 0x2545F4914F6CDD1DULL;
+}
+
+uint64_t SplitMix(uint64_t& s) {
+  uint64_t z = (s += 0x9E3779B97F4A7C15ULL);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
+void AppendInt(std::string* out, int64_t v) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof(buf), v);
+  out->append(buf, r.ptr);
+}
+
+void AppendFloat(std::string* out, float v) {
+  if (!std::isfinite(v)) {
+    out->append("null");
+    return;
+  }
+  char buf[32];
+  auto r = std::to_chars(buf, buf + sizeof(buf), v);
+  out->append(buf, r.ptr);
+}
+
+void AppendJsonString(std::string* out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out->push_back('"');
+  for (char ch : s) {
+    auto c = static_cast<unsigned char>(ch);
+    switch (c) {
+      case '"':
+        out->append("\\\"");
+        break;
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      case '\r':
+        out->append("\\r");
+        break;
+      case '\t':
+        out->append("\\t");
+        break;
+      default:
+        if (c < 0x20) {
+          out->append("\\u00");
+          out->push_back(kHex[c >> 4]);
+          out->push_back(kHex[c & 15]);
+        } else {
+          out->push_back(ch);
+        }
+    }
+  }
+  out->push_back('"');
+}
+
+// [[r0c0,r0c1,..],[r1c0,..]] from a row-major matrix of `cols` columns (0: one row).
+void AppendMatrix(std::string* out, const std::vector<float>& values, size_t cols) {
+  out->push_back('[');
+  if (!values.empty()) {
+    size_t width = cols == 0 ? values.size() : cols;
+    for (size_t start = 0; start < values.size(); start += width) {
+      if (start > 0) out->push_back(',');
+      out->push_back('[');
+      size_t end = std::min(values.size(), start + width);
+      for (size_t i = start; i < end; ++i) {
+        if (i > start) out->push_back(',');
+        AppendFloat(out, values[i]);
+      }
+      out->push_back(']');
+    }
+  }
+  out->push_back(']');
+}
+
+void AppendStringArray(std::string* out, const std::vector<std::string>& items) {
+  out->push_back('[');
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) out->push_back(',');
+    AppendJsonString(out, items[i]);
+  }
+  out->push_back(']');
+}
+
+// "2026-12-01" and "18" (UTC) of a time in ms.
+std::pair<std::string, std::string> DayAndHour(int64_t ms) {
+  constexpr int64_t kLast = 253'402'300'799'999;  // 9999-12-31T23:59:59.999Z
+  std::time_t secs = static_cast<std::time_t>(std::clamp<int64_t>(ms, 0, kLast) / 1000);
+  std::tm tm{};
+  ::gmtime_r(&secs, &tm);
+  char day[16];
+  char hour[4];
+  std::strftime(day, sizeof(day), "%Y-%m-%d", &tm);
+  std::strftime(hour, sizeof(hour), "%H", &tm);
+  return {day, hour};
+}
+
+std::string SegmentFileName(int64_t start_ms, int64_t end_ms, uint64_t seq) {
+  char buf[96];
+  std::snprintf(buf, sizeof(buf), "%013lld-%013lld-%06llu", static_cast<long long>(start_ms),
+                static_cast<long long>(end_ms), static_cast<unsigned long long>(seq));
+  return std::string(buf) + std::string(kExtension);
+}
+
+// Parses "<start>-<end>-<seq>.tkcap"; false for anything else (temp files).
+bool ParseSegmentFileName(std::string_view name, int64_t* start, int64_t* end, uint64_t* seq) {
+  if (!name.ends_with(kExtension)) return false;
+  name.remove_suffix(kExtension.size());
+  auto parse = [&name](auto* out, bool last) {
+    size_t dash = last ? name.size() : name.find('-');
+    if (dash == std::string_view::npos || dash == 0) return false;
+    auto r = std::from_chars(name.data(), name.data() + dash, *out);
+    if (r.ec != std::errc() || r.ptr != name.data() + dash) return false;
+    name.remove_prefix(last ? dash : dash + 1);
+    return true;
+  };
+  return parse(start, false) && parse(end, false) && parse(seq, true) && name.empty();
+}
+
+std::string DeriveCaptureKey(const crypto::Keyring& keyring) { return keyring.DeriveKey(kKeyPurpose); }
+
+}  // namespace
+
+// ---- The ring: Vyukov's bounded MPMC queue, used by many producers and one consumer ----
+
+struct CaptureWriter::Ring {
+  struct Cell {
+    std::atomic<size_t> seq{0};
+    CaptureRecord value;
+  };
+
+  explicit Ring(size_t capacity) : mask(capacity - 1), cells(std::make_unique<Cell[]>(capacity)) {
+    for (size_t i = 0; i < capacity; ++i) cells[i].seq.store(i, std::memory_order_relaxed);
+  }
+
+  // Moves from `record` only on success. `*depth` is the queue length seen.
+  bool TryPush(CaptureRecord&& record, size_t* depth) {
+    size_t pos = enqueue_pos.load(std::memory_order_relaxed);
+    Cell* cell;
+    for (;;) {
+      cell = &cells[pos & mask];
+      size_t seq = cell->seq.load(std::memory_order_acquire);
+      auto diff = static_cast<intptr_t>(seq) - static_cast<intptr_t>(pos);
+      if (diff == 0) {
+        if (enqueue_pos.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed)) break;
+      } else if (diff < 0) {
+        return false;  // full
+      } else {
+        pos = enqueue_pos.load(std::memory_order_relaxed);
+      }
+    }
+    cell->value = std::move(record);
+    cell->seq.store(pos + 1, std::memory_order_release);
+    *depth = pos + 1 - dequeue_pos.load(std::memory_order_relaxed);
+    return true;
+  }
+
+  bool TryPop(CaptureRecord* out) {
+    size_t pos = dequeue_pos.load(std::memory_order_relaxed);
+    Cell* cell;
+    for (;;) {
+      cell = &cells[pos & mask];
+      size_t seq = cell->seq.load(std::memory_order_acquire);
+      auto diff = static_cast<intptr_t>(seq) - static_cast<intptr_t>(pos + 1);
+      if (diff == 0) {
+        if (dequeue_pos.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed)) break;
+      } else if (diff < 0) {
+        return false;  // empty
+      } else {
+        pos = dequeue_pos.load(std::memory_order_relaxed);
+      }
+    }
+    *out = std::move(cell->value);
+    cell->value = CaptureRecord{};
+    cell->seq.store(pos + mask + 1, std::memory_order_release);
+    return true;
+  }
+
+  size_t capacity() const { return mask + 1; }
+  uint64_t pushed() const { return enqueue_pos.load(std::memory_order_relaxed); }
+
+  const size_t mask;
+  std::unique_ptr<Cell[]> cells;
+  alignas(64) std::atomic<size_t> enqueue_pos{0};
+  alignas(64) std::atomic<size_t> dequeue_pos{0};
+};
+
+struct CaptureWriter::Segment {
+  std::string lines;  // the record lines
+  uint64_t records = 0;
+  int64_t start_ms = INT64_MAX;
+  int64_t end_ms = INT64_MIN;
+  int64_t opened_ms = 0;  // by the writer's clock
+  std::set<std::string, std::less<>> variants;
+};
+
+// ---- CaptureWriter ----
+
+Result<std::unique_ptr<CaptureWriter>> CaptureWriter::Create(CaptureOptions options,
+                                                             const crypto::Keyring& keyring) {
+  if (!ValidEndpointName(options.endpoint)) {
+    return InvalidArgument("capture: invalid endpoint name '" + options.endpoint + "'");
+  }
+  if (options.root.empty()) return InvalidArgument("capture: no capture root");
+  if (!(options.sample_percent >= 0 && options.sample_percent <= 100)) {
+    return InvalidArgument("capture: sample percent must be 0-100");
+  }
+  if (options.queue_capacity < 2 || options.queue_capacity > (size_t{1} << 24)) {
+    return InvalidArgument("capture: queue capacity must be 2 to 16777216");
+  }
+  if (options.max_segment_bytes == 0 || options.max_segment_age_ms <= 0) {
+    return InvalidArgument("capture: segment limits must be positive");
+  }
+  options.queue_capacity = std::bit_ceil(options.queue_capacity);
+  if (!options.clock) options.clock = &RealClock();
+  if (!options.fs) options.fs = blob::DefaultFileSystem();
+  if (auto st = options.fs->CreateDir(options.root / options.endpoint); !st) {
+    return std::unexpected(st.error().WithContext("capture for " + options.endpoint));
+  }
+  std::unique_ptr<CaptureWriter> w(new CaptureWriter(std::move(options), DeriveCaptureKey(keyring)));
+  w->thread_ = std::thread([raw = w.get()] { raw->Run(); });
+  return w;
+}
+
+CaptureWriter::CaptureWriter(CaptureOptions options, std::string key)
+    : options_(std::move(options)),
+      key_(std::move(key)),
+      ring_(std::make_unique<Ring>(options_.queue_capacity)) {
+  SetSamplePercent(options_.sample_percent);
+  std::string seed = crypto::RandomBytes(sizeof(id_state_));
+  std::memcpy(id_state_, seed.data(), sizeof(id_state_));
+}
+
+CaptureWriter::~CaptureWriter() {
+  IgnoreError(Close());
+  crypto::SecureErase(key_);
+}
+
+bool CaptureWriter::ShouldCapture() const {
+  if (always_.load(std::memory_order_relaxed)) return true;
+  uint64_t threshold = threshold_.load(std::memory_order_relaxed);
+  return threshold != 0 && NextRandom() < threshold;
+}
+
+void CaptureWriter::SetSamplePercent(double percent) {
+  if (!(percent > 0)) percent = 0;  // NaN too
+  percent = std::min(percent, 100.0);
+  threshold_.store(static_cast<uint64_t>(std::ldexp(percent / 100.0, 64) * (1 - 1e-16)),
+                   std::memory_order_relaxed);
+  always_.store(percent >= 100, std::memory_order_relaxed);
+}
+
+bool CaptureWriter::Enqueue(CaptureRecord&& record) {
+  size_t depth = 0;
+  if (closed_.load(std::memory_order_acquire) || !ring_->TryPush(std::move(record), &depth)) {
+    dropped_.fetch_add(1, std::memory_order_relaxed);
+    if (options_.metrics) options_.metrics->AddCaptureDropped(1);
+    return false;
+  }
+  // Wake the thread early only when the ring fills up; it polls otherwise.
+  if (depth >= ring_->capacity() / 2 && consumer_waiting_.load(std::memory_order_relaxed) &&
+      !kick_.exchange(true, std::memory_order_relaxed)) {
+    wake_.notify_one();
+  }
+  return true;
+}
+
+void CaptureWriter::SetSchema(std::string_view variant, CaptureSchema schema) {
+  std::lock_guard lock(mu_);
+  schemas_.insert_or_assign(std::string(variant), std::move(schema));
+}
+
+Status CaptureWriter::Flush() {
+  std::unique_lock lock(mu_);
+  if (stop_) return Ok();
+  uint64_t ticket = ++flush_requested_;
+  wake_.notify_one();
+  flushed_.wait(lock, [&] { return flush_done_ >= ticket; });
+  if (error_) {
+    Error e = *error_;
+    error_.reset();
+    return std::unexpected(e);
+  }
+  return Ok();
+}
+
+Status CaptureWriter::Close() {
+  closed_.store(true, std::memory_order_release);
+  {
+    std::lock_guard lock(mu_);
+    if (stop_) return Ok();
+    stop_ = true;
+  }
+  wake_.notify_one();
+  thread_.join();
+  std::lock_guard lock(mu_);
+  if (error_) {
+    Error e = *error_;
+    error_.reset();
+    return std::unexpected(e);
+  }
+  return Ok();
+}
+
+CaptureStats CaptureWriter::stats() const {
+  std::lock_guard lock(mu_);
+  CaptureStats s = done_;
+  s.enqueued = ring_->pushed();
+  s.dropped = dropped_.load(std::memory_order_relaxed);
+  return s;
+}
+
+std::string CaptureWriter::NewInferenceId() {
+  uint64_t hi = SplitMix(id_state_[0]);
+  uint64_t lo = SplitMix(id_state_[1]);
+  hi = (hi & ~0xF000ULL) | 0x4000ULL;        // version 4
+  lo = (lo & ~(3ULL << 62)) | (2ULL << 62);  // variant 10
+  char buf[40];
+  std::snprintf(
+      buf, sizeof(buf), "%08llx-%04llx-%04llx-%04llx-%012llx", static_cast<unsigned long long>(hi >> 32),
+      static_cast<unsigned long long>((hi >> 16) & 0xFFFF), static_cast<unsigned long long>(hi & 0xFFFF),
+      static_cast<unsigned long long>(lo >> 48), static_cast<unsigned long long>(lo & 0xFFFFFFFFFFFFULL));
+  return buf;
+}
+
+void CaptureWriter::Run() {
+  CaptureRecord record;
+  for (;;) {
+    uint64_t ticket;
+    bool stop;
+    {
+      std::lock_guard lock(mu_);
+      ticket = flush_requested_;
+      stop = stop_;
+    }
+    while (ring_->TryPop(&record)) Append(record);
+    if (segment_ && options_.clock->NowMillis() - segment_->opened_ms >= options_.max_segment_age_ms) {
+      WriteSegment();
+    }
+    if (stop) {
+      while (ring_->TryPop(&record)) Append(record);  // pushed while we were stopping
+      WriteSegment();
+      std::lock_guard lock(mu_);
+      flush_done_ = flush_requested_;
+      flushed_.notify_all();
+      return;
+    }
+    std::unique_lock lock(mu_);
+    if (ticket > flush_done_) {
+      lock.unlock();
+      WriteSegment();
+      lock.lock();
+      flush_done_ = ticket;
+      flushed_.notify_all();
+    }
+    if (flush_requested_ != ticket || stop_) continue;
+    consumer_waiting_.store(true, std::memory_order_relaxed);
+    wake_.wait_for(lock, segment_ ? kBusyPoll : kIdlePoll,
+                   [&] { return stop_ || flush_requested_ != ticket || kick_.exchange(false); });
+    consumer_waiting_.store(false, std::memory_order_relaxed);
+  }
+}
+
+void CaptureWriter::Append(CaptureRecord& r) {
+  if (!segment_) {
+    segment_ = std::make_unique<Segment>();
+    segment_->opened_ms = options_.clock->NowMillis();
+    segment_->lines.reserve(std::min<size_t>(options_.max_segment_bytes + 4096, 8 << 20));
+  }
+  Segment& s = *segment_;
+  if (r.time_ms == 0) r.time_ms = options_.clock->NowMillis();
+  if (r.inference_id.empty()) r.inference_id = NewInferenceId();
+  std::string& out = s.lines;
+  out.append("{\"time_ms\":");
+  AppendInt(&out, r.time_ms);
+  out.append(",\"inference_id\":");
+  AppendJsonString(&out, r.inference_id);
+  out.append(",\"variant\":");
+  AppendJsonString(&out, r.variant);
+  out.append(",\"model_version\":");
+  AppendInt(&out, r.model_version);
+  out.append(",\"status\":");
+  AppendInt(&out, r.status);
+  out.append(",\"latency_us\":");
+  AppendInt(&out, r.latency_us);
+  out.append(",\"content_type\":");
+  AppendJsonString(&out, r.content_type);
+  out.append(",\"input\":");
+  AppendMatrix(&out, r.input, r.input_cols);
+  out.append(",\"output\":");
+  AppendMatrix(&out, r.output, r.output_cols);
+  out.append("}\n");
+  ++s.records;
+  s.start_ms = std::min(s.start_ms, r.time_ms);
+  s.end_ms = std::max(s.end_ms, r.time_ms);
+  if (!s.variants.contains(r.variant)) s.variants.emplace(r.variant);
+  if (out.size() >= options_.max_segment_bytes) WriteSegment();
+}
+
+void CaptureWriter::WriteSegment() {
+  if (!segment_ || segment_->records == 0) {
+    segment_.reset();
+    return;
+  }
+  std::unique_ptr<Segment> seg = std::move(segment_);
+
+  std::string plain;
+  plain.reserve(seg->lines.size() + 1024);
+  plain.append("{\"format\":");
+  AppendJsonString(&plain, kFormat);
+  plain.append(",\"endpoint\":");
+  AppendJsonString(&plain, options_.endpoint);
+  plain.append(",\"start_ms\":");
+  AppendInt(&plain, seg->start_ms);
+  plain.append(",\"end_ms\":");
+  AppendInt(&plain, seg->end_ms);
+  plain.append(",\"records\":");
+  AppendInt(&plain, static_cast<int64_t>(seg->records));
+  plain.append(",\"schemas\":{");
+  {
+    std::lock_guard lock(mu_);
+    bool first = true;
+    for (const auto& variant : seg->variants) {
+      auto it = schemas_.find(variant);
+      if (it == schemas_.end()) continue;
+      if (!first) plain.push_back(',');
+      first = false;
+      AppendJsonString(&plain, variant);
+      plain.append(":{\"features\":");
+      AppendStringArray(&plain, it->second.features);
+      plain.append(",\"outputs\":");
+      AppendStringArray(&plain, it->second.outputs);
+      plain.push_back('}');
+    }
+  }
+  plain.append("}}\n");
+  plain.append(seg->lines);
+  seg->lines.clear();
+  seg->lines.shrink_to_fit();
+
+  auto fail = [&](const Error& e) {
+    std::lock_guard lock(mu_);
+    done_.lost += seg->records;
+    if (!error_) error_ = e;
+    if (options_.metrics) options_.metrics->AddCaptureDropped(seg->records);
+  };
+
+  std::string compressed(ZSTD_compressBound(plain.size()), '\0');
+  size_t n =
+      ZSTD_compress(compressed.data(), compressed.size(), plain.data(), plain.size(), options_.zstd_level);
+  crypto::SecureErase(plain);
+  if (ZSTD_isError(n)) {
+    fail(Error(Code::kInternal, std::string("capture: zstd: ") + ZSTD_getErrorName(n)));
+    return;
+  }
+  compressed.resize(n);
+
+  auto [day, hour] = DayAndHour(seg->start_ms);
+  const std::filesystem::path dir = options_.root / options_.endpoint / day / hour;
+  if (auto st = options_.fs->CreateDir(dir); !st) {
+    fail(st.error().WithContext("capture segment for " + options_.endpoint));
+    return;
+  }
+  std::string relative;
+  for (;;) {
+    relative = options_.endpoint + "/" + day + "/" + hour + "/" +
+               SegmentFileName(seg->start_ms, seg->end_ms, seq_++);
+    if (!options_.fs->Exists(options_.root / relative)) break;  // a segment of an earlier run
+  }
+  auto sealed = crypto::Seal(key_, compressed, std::string(kAadPrefix) + relative);
+  if (!sealed) {
+    fail(sealed.error().WithContext("capture segment " + relative));
+    return;
+  }
+  std::string file;
+  file.reserve(kMagic.size() + sealed->size());
+  file.append(kMagic);
+  file.append(*sealed);
+  if (auto st = options_.fs->WriteFileAtomic(options_.root / relative, file); !st) {
+    fail(st.error().WithContext("writing capture segment " + relative));
+    return;
+  }
+  std::lock_guard lock(mu_);
+  done_.written += seg->records;
+  done_.segments += 1;
+  done_.bytes += file.size();
+  if (options_.metrics) {
+    options_.metrics->AddCaptureRecords(seg->records);
+    options_.metrics->AddCaptureBytes(file.size());
+  }
+}
+
+// ---- CaptureReader ----
+
+CaptureReader::CaptureReader(std::filesystem::path root, const crypto::Keyring& keyring, blob::FileSystem* fs)
+    : root_(std::move(root)), key_(DeriveCaptureKey(keyring)), fs_(fs ? fs : blob::DefaultFileSystem()) {}
+
+CaptureReader::~CaptureReader() { crypto::SecureErase(key_); }
+
+Result<std::vector<CaptureSegmentInfo>> CaptureReader::ListSegments(std::string_view endpoint,
+                                                                    int64_t from_ms, int64_t to_ms) const {
+  if (!ValidEndpointName(endpoint))
+    return InvalidArgument("capture: invalid endpoint name '" + std::string(endpoint) + "'");
+  std::vector<CaptureSegmentInfo> out;
+  const std::filesystem::path base = root_ / std::string(endpoint);
+  std::error_code ec;
+  if (!std::filesystem::is_directory(base, ec)) return out;
+  const std::string last_day = DayAndHour(to_ms).first;
+  auto list = [&ec](const std::filesystem::path& dir) {
+    std::vector<std::filesystem::directory_entry> entries;
+    for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+      entries.push_back(*it);
+    }
+    return entries;
+  };
+  for (const auto& day : list(base)) {
+    // Segments start in the day directory of their start: none after to_ms's day overlaps.
+    if (!day.is_directory() || day.path().filename().string() > last_day) continue;
+    for (const auto& hour : list(day.path())) {
+      if (!hour.is_directory()) continue;
+      for (const auto& file : list(hour.path())) {
+        CaptureSegmentInfo info;
+        if (!ParseSegmentFileName(file.path().filename().string(), &info.start_ms, &info.end_ms, &info.seq)) {
+          continue;
+        }
+        if (info.start_ms > to_ms || info.end_ms < from_ms) continue;
+        info.path = file.path();
+        info.relative = std::string(endpoint) + "/" + day.path().filename().string() + "/" +
+                        hour.path().filename().string() + "/" + file.path().filename().string();
+        out.push_back(std::move(info));
+      }
+    }
+  }
+  if (ec) return Internal("listing capture segments of " + std::string(endpoint) + ": " + ec.message());
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+    return std::tie(a.start_ms, a.seq, a.relative) < std::tie(b.start_ms, b.seq, b.relative);
+  });
+  return out;
+}
+
+namespace {
+
+Result<std::vector<float>> ParseMatrix(const Json& rows, size_t* cols) {
+  std::vector<float> out;
+  *cols = 0;
+  if (!rows.is_array()) return Internal("not an array");
+  for (const auto& row : rows) {
+    if (!row.is_array()) return Internal("a row is not an array");
+    if (*cols == 0) *cols = row.size();
+    for (const auto& v : row) {
+      if (v.is_null()) {
+        out.push_back(std::nanf(""));
+      } else if (v.is_number()) {
+        out.push_back(v.get<float>());
+      } else {
+        return Internal("a value is not a number");
+      }
+    }
+  }
+  return out;
+}
+
+Result<CaptureRecord> ParseRecord(const Json& j) {
+  try {
+    CaptureRecord r;
+    r.time_ms = j.at("time_ms").get<int64_t>();
+    r.inference_id = j.at("inference_id").get<std::string>();
+    r.variant = j.at("variant").get<std::string>();
+    r.model_version = j.at("model_version").get<int>();
+    r.status = j.at("status").get<int>();
+    r.latency_us = j.at("latency_us").get<int64_t>();
+    r.content_type = j.value("content_type", "");
+    TAKT_ASSIGN_OR_RETURN(r.input, ParseMatrix(j.at("input"), &r.input_cols));
+    TAKT_ASSIGN_OR_RETURN(r.output, ParseMatrix(j.at("output"), &r.output_cols));
+    return r;
+  } catch (const Json::exception& e) {
+    return Internal(e.what());
+  }
+}
+
+}  // namespace
+
+Result<CaptureSegment> CaptureReader::ReadSegment(const std::filesystem::path& path) const {
+  std::filesystem::path rel = path.is_absolute() ? path.lexically_relative(root_) : path.lexically_normal();
+  std::string relative = rel.generic_string();
+  if (rel.empty() || relative.starts_with("..") || rel.is_absolute()) {
+    return InvalidArgument("capture segment " + path.string() + " is not under the capture root " +
+                           root_.string());
+  }
+  const std::string what = "capture segment " + relative;
+  TAKT_ASSIGN_OR_RETURN(std::string file, fs_->ReadFile(root_ / rel));
+  if (!std::string_view(file).starts_with(kMagic)) {
+    return FailedPrecondition(what + ": not a takt capture segment (bad magic)");
+  }
+  auto compressed =
+      crypto::Open(key_, std::string_view(file).substr(kMagic.size()), std::string(kAadPrefix) + relative);
+  if (!compressed) {
+    return FailedPrecondition(what +
+                              ": authentication failed: sealed under another master key, modified, or moved "
+                              "from where it was written");
+  }
+  unsigned long long size = ZSTD_getFrameContentSize(compressed->data(), compressed->size());
+  if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN || size > kMaxPlaintext) {
+    return Internal(what + ": not a complete zstd frame");
+  }
+  std::string plain(static_cast<size_t>(size), '\0');
+  size_t n = ZSTD_decompress(plain.data(), plain.size(), compressed->data(), compressed->size());
+  if (ZSTD_isError(n) || n != plain.size()) return Internal(what + ": zstd: " + ZSTD_getErrorName(n));
+
+  CaptureSegment seg;
+  std::string_view rest = plain;
+  size_t line_no = 0;
+  uint64_t declared = 0;
+  while (!rest.empty()) {
+    size_t nl = rest.find('\n');
+    std::string_view line = rest.substr(0, nl);
+    rest.remove_prefix(nl == std::string_view::npos ? rest.size() : nl + 1);
+    ++line_no;
+    Json j = Json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded() || !j.is_object()) {
+      crypto::SecureErase(plain);
+      return Internal(what + ": line " + std::to_string(line_no) + " is not a JSON object");
+    }
+    if (line_no == 1) {
+      try {
+        if (j.at("format").get<std::string>() != kFormat) {
+          return Internal(what + ": unknown format " + j.at("format").dump());
+        }
+        seg.endpoint = j.at("endpoint").get<std::string>();
+        seg.start_ms = j.at("start_ms").get<int64_t>();
+        seg.end_ms = j.at("end_ms").get<int64_t>();
+        declared = j.at("records").get<uint64_t>();
+        for (const auto& [variant, schema] : j.at("schemas").items()) {
+          seg.schemas[variant] = CaptureSchema{schema.at("features").get<std::vector<std::string>>(),
+                                               schema.at("outputs").get<std::vector<std::string>>()};
+        }
+      } catch (const Json::exception& e) {
+        return Internal(what + ": header: " + e.what());
+      }
+      continue;
+    }
+    auto record = ParseRecord(j);
+    if (!record)
+      return std::unexpected(record.error().WithContext(what + ": line " + std::to_string(line_no)));
+    record->endpoint = seg.endpoint;
+    seg.records.push_back(std::move(*record));
+  }
+  crypto::SecureErase(plain);
+  if (line_no == 0) return Internal(what + ": empty");
+  if (seg.records.size() != declared) {
+    return Internal(what + ": header says " + std::to_string(declared) + " records, found " +
+                    std::to_string(seg.records.size()));
+  }
+  return seg;
+}
+
+}  // namespace takt::serving
