@@ -42,6 +42,8 @@ class BodyStream {
   virtual uint64_t bytes_read() const = 0;                     // handed out by Read so far
 };
 
+struct Response;
+
 struct Request {
   std::string method;                              // "GET", "POST", ...
   std::string target;                              // raw target incl. query
@@ -55,6 +57,11 @@ struct Request {
   std::string principal_id;
   // Set only for `stream_body` routes (else nullptr); valid while the handler runs.
   BodyStream* body_stream = nullptr;
+  // Set by the before hook when the credentials also cover the body (AWS
+  // SigV4 signs the payload): the server calls it once, after the body has
+  // been read and before the handler runs; a Response it returns is sent
+  // instead of the handler's (the after hook still sees it).
+  std::function<std::optional<Response>(std::string_view body)> verify_body;
 
   // "" if absent; `name` is case-insensitive.
   std::string Header(std::string_view name) const;

@@ -10,16 +10,24 @@
 // Tokens are 256-bit random strings shown once and stored only as SHA-256.
 // Every mutation, every data read and every denied request leaves an audit
 // record.
+// Access keys (AWS-style pairs "TKIA..." + a 40-character secret) let AWS SDKs
+// sign requests (iam/sigv4.h). The secret must be recoverable to verify HMACs,
+// so it is stored sealed under the master keyring (AES-256-GCM, the key id as
+// aad) and shown in plaintext once, at creation.
 //
-// Thread-safe: IamService may be shared; it keeps no state outside the
-// database.
+// Thread-safe: IamService may be shared. Its only state outside the database
+// is a mutex-guarded cache of opened access-key secrets (dropped when a key is
+// deleted or deactivated, wiped on destruction).
 #pragma once
 
+#include <map>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "core/result.h"
+#include "crypto/keyring.h"
 #include "store/database.h"
 
 namespace takt::iam {
@@ -76,6 +84,15 @@ struct Project {
   std::string created_at;
 };
 
+struct AccessKey {
+  std::string id;         // "TKIA" + 16 base32 characters
+  std::string principal;  // name
+  std::string description;
+  std::string status;  // "active" or "inactive"
+  std::string created_at;
+  std::string last_used_at;  // "" if never used
+};
+
 // The service identity of a project: "svc." + project.
 std::string ServicePrincipalName(std::string_view project);
 
@@ -91,6 +108,10 @@ Decision Authorize(const Principal& principal, std::string_view action);
 class IamService {
  public:
   explicit IamService(store::Database* db) : db_(db) {}
+  ~IamService();
+  // The keyring that seals access-key secrets (not owned; must outlive this).
+  // Without one, the access-key operations return FailedPrecondition.
+  void SetKeyring(const crypto::Keyring* keyring) { keyring_ = keyring; }
 
   Status Migrate();
 
@@ -134,11 +155,33 @@ class IamService {
   // True if `principal` is a member of `project` or its service identity.
   Result<bool> IsProjectMember(std::string_view project, std::string_view principal) const;
 
+  // Access keys. Create returns the secret in plaintext, once; NotFound for
+  // an unknown principal. List: every key, or those of `principal` (a name),
+  // never a secret. Delete removes the key; SetAccessKeyStatus turns it
+  // "active" or "inactive". NotFound for an unknown key id.
+  Result<std::pair<AccessKey, std::string>> CreateAccessKey(std::string_view principal,
+                                                            const std::string& description);
+  Result<AccessKey> GetAccessKey(std::string_view id) const;
+  Result<std::vector<AccessKey>> ListAccessKeys(std::string_view principal) const;
+  Status DeleteAccessKey(std::string_view id);
+  Status SetAccessKeyStatus(std::string_view id, std::string_view status);
+  // For request signing: the principal of an active key and its secret.
+  // Unauthenticated for an unknown or inactive key. Records the use
+  // (last_used_at, at most once a minute per key).
+  Result<std::pair<Principal, std::string>> AccessKeySecret(std::string_view id) const;
+
   Status Audit(const AuditRecord& record);
   Result<std::vector<AuditRecord>> ListAudit(const AuditQuery& query) const;
 
  private:
+  void ForgetSecret(std::string_view id) const;
+
   store::Database* db_;
+  const crypto::Keyring* keyring_ = nullptr;
+  mutable std::mutex secrets_mu_;
+  // Opened secrets by key id, and when each key's use was last written.
+  mutable std::map<std::string, std::string, std::less<>> secrets_;
+  mutable std::map<std::string, int64_t, std::less<>> last_touch_ms_;
 };
 
 }  // namespace takt::iam
