@@ -44,6 +44,12 @@ bench: build
 	$(BUILD)/bench/takt_events_bench --events $${BENCH_EVENTS:-2000} --repeat $${BENCH_REPEAT:-5} --out bench/results/events.md
 	$(BUILD)/bench/takt_release_bench --repeat $${BENCH_APPROVALS:-20} --out bench/results/release.md
 
+# takt's online inference vs Flask+gunicorn and a static nginx, with wrk (bench/serving/run.py; needs wrk,
+# nginx, gunicorn and python3-flask from Debian, so not part of `make bench`). About 8 minutes.
+.PHONY: bench-serving
+bench-serving: build
+	/usr/bin/python3 bench/serving/run.py --takt $(BUILD)/takt --repeat $${BENCH_REPEAT:-3} --out bench/results/serving.md
+
 format:
 	clang-format -i $$(git ls-files 'src/*.cc' 'src/*.h')
 

@@ -193,6 +193,22 @@ echo "the canary's failed requests, from the endpoint's request log:"
 TAKT_TOKEN=$ADA "$TAKT" endpoint logs weld-pm-prod --limit 200 -o json | /usr/bin/python3 -c \
   "import json,sys; l=[r for r in json.load(sys.stdin) if r['status']>=400]; print(len(l), 'failed' + (', e.g. %s %s: %s' % (l[0]['variant'], l[0]['status'], l[0]['error']) if l else ''))"
 
+bold "18. how prod serves: replicas and queues, Prometheus metrics, captured requests, boto3 with an access key"
+TAKT_TOKEN=$ADMIN "$TAKT" endpoint capture weld-pm-prod --limit 3
+echo "from /metrics (Prometheus text format):"
+curl -s -H "Authorization: Bearer $EVE" "$TAKT_URL/metrics" | grep -E '^takt_(inference_requests_total|endpoint_replicas)\{endpoint="weld-pm-prod"' | head -6
+KEY=$(TAKT_TOKEN=$ADMIN "$TAKT" access-key create --principal plant-mes --description "MES line 3" -o json)
+echo "the plant's own boto3 code, pointed at takt (SigV4 with a takt access key):"
+/usr/bin/python3 - "$TAKT_URL" "$KEY" "$ROW" <<'PY'
+import json, sys
+import boto3
+url, key, row = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+rt = boto3.client("sagemaker-runtime", endpoint_url=url, region_name="us-east-1",
+                  aws_access_key_id=key["access_key"]["id"], aws_secret_access_key=key["secret_access_key"])
+r = rt.invoke_endpoint(EndpointName="weld-pm-prod", ContentType="text/csv", Body=row.encode())
+print("boto3 invoke_endpoint weld-pm-prod ->", r["InvokedProductionVariant"], r["Body"].read().decode().strip())
+PY
+
 if [ "${TAKT_DEMO_EXIT:-0}" = 1 ]; then
   cleanup
   echo

@@ -43,6 +43,11 @@ void AddEventRoutes(Platform& p, const AddRoute& add);
 void AddModelRoutes(Platform& p, const AddRoute& add);
 // Release configs, status, approvals, rollback, stage history (release_routes.cc).
 void AddReleaseRoutes(Platform& p, const AddRoute& add);
+// Access keys for SigV4-signing AWS SDKs (access_key_routes.cc).
+void AddAccessKeyRoutes(Platform& p, const AddRoute& add);
+
+// Inference: OIP v2 infer, SageMaker invocations (async, inference_routes.cc).
+void AddInferenceRoutes(Platform& p, http::Router& router);
 
 namespace internal {
 

@@ -11,6 +11,7 @@
 #include "core/json.h"
 #include "events/webhook.h"
 #include "lineage/lineage.h"
+#include "serving/metrics.h"
 
 namespace takt::api {
 namespace fs = std::filesystem;
@@ -41,6 +42,7 @@ Result<std::unique_ptr<Platform>> Assemble(const Config& config) {
   TAKT_ASSIGN_OR_RETURN(p->blobs,
                         blob::BlobStore::Open(fs::path(config.data_dir) / "blobs", p->keyring.get()));
   p->iam = std::make_unique<iam::IamService>(p->db.get());
+  p->iam->SetKeyring(p->keyring.get());  // seals access-key secrets
   p->catalog =
       std::make_unique<catalog::CatalogService>(p->db.get(), p->blobs.get(), p->keyring.get(), p->iam.get(),
                                                 catalog::CatalogOptions{config.LandingPath()});
@@ -51,6 +53,9 @@ Result<std::unique_ptr<Platform>> Assemble(const Config& config) {
                               .keyring = p->keyring.get()});
   p->registry = std::make_unique<registry::RegistryService>(p->db.get());
   p->serving = std::make_unique<serving::ServingService>(p->db.get(), p->blobs.get(), p->registry.get());
+  // Sampled inference requests, encrypted, for monitoring (serving/capture.h).
+  p->serving->EnableCapture(fs::path(config.data_dir) / "capture", p->keyring.get());
+  serving::AddProcessCollector(p->serving->metrics(), "0.1.0");
   p->releases = std::make_unique<release::ReleaseService>(p->db.get(), p->registry.get(), p->serving.get(),
                                                           p->iam.get());
   pipeline::RunServiceOptions run_options;
@@ -116,6 +121,7 @@ void Platform::Start() {
   events->RegisterTarget(events::kWebhookKind, events::WebhookTarget());
   runs->OnRunFinished([this](const std::string&) { events->Notify(); });
   if (auto s = serving->LoadAll(); !s) spdlog::error("loading endpoints: {}", s.error().ToString());
+  serving->Start();  // the autoscaler
   if (auto s = runs->RecoverInterrupted(); !s) spdlog::error("recovering runs: {}", s.error().ToString());
   events->Start();
   releases->Start();
@@ -130,6 +136,7 @@ void Platform::Stop() {
   if (runs) runs->Stop();
   if (releases) releases->Stop();
   if (events) events->Stop();
+  if (serving) serving->Stop();  // queued requests are scored first
 }
 
 Platform::~Platform() { Stop(); }

@@ -3,17 +3,22 @@
 #include "crypto/crypto.h"
 
 #include "api/internal.h"
+#include "api/sigv4_auth.h"
 
 #include <spdlog/spdlog.h>
 
 #include <charconv>
 #include <chrono>
+#include <cmath>
 #include <set>
+#include <unordered_map>
 
 #include "core/json.h"
 #include "core/time.h"
 #include "frame/csv.h"
+#include "serving/capture.h"
 #include "serving/protocols.h"
+#include "serving/runtime.h"
 
 namespace takt::api {
 namespace internal {
@@ -183,54 +188,6 @@ Response TableResponse(const Request& req, const frame::Table& t) {
   return JsonOk(TableToJson(t));
 }
 
-// The matrix of an inference request, by content type.
-Result<ml::Matrix> InvocationRows(const Request& req, const serving::LoadedModel& m) {
-  std::string_view ct = req.ContentType();
-  if (req.body.empty()) return InvalidArgument("the request body is empty");
-  if (ct == "text/csv") return serving::ParseCsvRows(req.body, m.feature_names.size());
-  if (ct == "application/json") return serving::ParseJsonInstances(req.body, m.feature_names.size());
-  return UnsupportedMedia("Content-Type '" + std::string(ct) +
-                          "' is not supported: use text/csv or application/json");
-}
-
-// The model one inference request goes to: the endpoint must exist and let
-// the principal in (StageAccess); a target-variant header picks the variant,
-// else the traffic weights do.
-Result<std::shared_ptr<const serving::LoadedModel>> ModelFor(Platform& p, const Request& req,
-                                                             std::string_view action) {
-  const std::string& name = req.path_params.at("name");
-  TAKT_ASSIGN_OR_RETURN(serving::Endpoint e, p.serving->Get(name));
-  TAKT_RETURN_IF_ERROR(StageAccess(p, e, action, req.principal_id));
-  std::string target = req.Header("x-amzn-sagemaker-target-variant");
-  if (target.empty()) target = req.Header("x-takt-target-variant");
-  return target.empty() ? p.serving->Find(name) : p.serving->FindVariant(name, target);
-}
-
-// Times one served request and records its outcome for the variant (canary
-// alarms, the endpoint's request log); names the variant in the reply.
-class Served {
- public:
-  Served(Platform& p, const serving::LoadedModel& m)
-      : p_(p), m_(m), start_(std::chrono::steady_clock::now()) {}
-  Response Done(Response r) {
-    double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start_).count();
-    std::string error;
-    if (r.status >= 400) {
-      auto j = Json::parse(r.body, nullptr, false);
-      if (j.is_object() && j.contains("error") && j["error"].is_object())
-        error = j["error"].value("message", "");
-    }
-    p_.serving->Record(m_.endpoint, m_.variant, r.status, ms, error);
-    r.headers.emplace_back("x-Amzn-Invoked-Production-Variant", m_.variant);
-    return r;
-  }
-
- private:
-  Platform& p_;
-  const serving::LoadedModel& m_;
-  std::chrono::steady_clock::time_point start_;
-};
-
 }  // namespace internal
 
 using namespace internal;  // NOLINT: the shared helpers of the route files
@@ -261,8 +218,6 @@ std::shared_ptr<http::Router> BuildRouter(Platform& p) {
 
   // Health: public, no data.
   add_public("GET", "/healthz", [](Request&) { return JsonOk({{"status", "ok"}}); });
-  add_public("GET", "/v2/health/live", [](Request&) { return JsonOk({{"live", true}}); });
-  add_public("GET", "/v2/health/ready", [](Request&) { return JsonOk({{"ready", true}}); });
 
   // Identity.
   add("GET", "/api/v1/whoami", "principal:whoami", [&p](Request& req) {
@@ -295,6 +250,8 @@ std::shared_ptr<http::Router> BuildRouter(Platform& p) {
     if (!created) return http::ErrorResponse(created.error());
     return JsonOk({{"principal", ToJson(created->first)}, {"token", created->second}}, 201);
   });
+
+  AddAccessKeyRoutes(p, add);  // key pairs for AWS SDKs (SigV4)
 
   // Datasets, grants, groups, projects, lineage: the data hub.
   AddDataRoutes(p, add);
@@ -457,7 +414,92 @@ std::shared_ptr<http::Router> BuildRouter(Platform& p) {
                        {"p99_ms", st.p99_ms}});
     }
     j["last_15m"] = stats;
+    // How each variant runs now: replicas, the autoscaler's wish, queues, batching.
+    Json runtime = Json::array();
+    if (auto live = p.serving->Live(e->name)) {
+      for (const auto& r : (*live)->variants) {
+        serving::RuntimeStats st = r->Stats();
+        const serving::RuntimeSettings& cfg = r->settings();
+        runtime.push_back(
+            {{"variant", r->model().variant},
+             {"replicas", st.replicas},
+             {"desired_replicas", st.desired},
+             {"min_replicas", cfg.min_replicas},
+             {"max_replicas", cfg.max_replicas},
+             {"in_flight", st.in_flight},
+             {"queued", st.queued},
+             {"requests", st.jobs},
+             {"rejected", st.rejected},
+             {"batches", st.batches},
+             {"mean_batch_rows",
+              st.batches ? static_cast<double>(st.batched_rows) / static_cast<double>(st.batches) : 0.0},
+             {"cold_starts", st.cold_starts},
+             {"max_batch_size", cfg.max_batch_size},
+             {"max_batch_wait_us", cfg.max_batch_wait.count()},
+             {"queue_capacity", cfg.queue_capacity}});
+      }
+    }
+    j["runtime"] = runtime;
     return JsonOk(j);
+  });
+  // Captured requests (inputs and predictions) of the last `minutes` (60),
+  // oldest first, at most `limit` (100): for monitoring and debugging. A data
+  // read: audited.
+  add("GET", "/api/v1/endpoints/{name}/capture", "endpoint:read-capture", [&p](Request& req) {
+    auto e = p.serving->Get(req.path_params["name"]);
+    if (!e) return http::ErrorResponse(e.error());
+    if (auto s = StageAccess(p, *e, "endpoint:read-capture", req.principal_id); !s)
+      return http::ErrorResponse(s.error());
+    int minutes = 60, limit = 100;
+    if (auto m = req.Query("minutes")) {
+      auto n = ParseInt(*m, "minutes");
+      if (!n || *n < 1)
+        return http::ErrorResponse(InvalidArgument("minutes must be a positive whole number"));
+      minutes = *n;
+    }
+    if (auto l = req.Query("limit")) {
+      auto n = ParseInt(*l, "limit");
+      if (!n || *n < 1 || *n > 10000)
+        return http::ErrorResponse(InvalidArgument("limit must be a whole number from 1 to 10000"));
+      limit = *n;
+    }
+    if (auto s = p.serving->FlushCapture(e->name); !s) return http::ErrorResponse(s.error());
+    serving::CaptureReader reader(p.serving->capture_root(), *p.keyring);
+    int64_t now = RealClock().NowMillis();
+    auto segments = reader.ListSegments(e->name, now - int64_t{minutes} * 60000, now + 1000);
+    if (!segments) return http::ErrorResponse(segments.error());
+    std::vector<Json> records;
+    for (const auto& info : *segments) {
+      auto seg = reader.ReadSegment(info.path);
+      if (!seg) return http::ErrorResponse(seg.error());
+      for (const auto& r : seg->records) {
+        Json input = Json::array();
+        const auto schema = seg->schemas.find(r.variant);
+        for (size_t row = 0; r.input_cols > 0 && row < r.input.size() / r.input_cols; ++row) {
+          Json one = Json::object();
+          for (size_t c = 0; c < r.input_cols; ++c) {
+            float v = r.input[row * r.input_cols + c];
+            std::string name = schema != seg->schemas.end() && c < schema->second.features.size()
+                                   ? schema->second.features[c]
+                                   : "f" + std::to_string(c);
+            one[name] = std::isnan(v) ? Json(nullptr) : Json(v);
+          }
+          input.push_back(std::move(one));
+        }
+        records.push_back({{"time", FormatIsoMillis(r.time_ms)},
+                           {"inference_id", r.inference_id},
+                           {"variant", r.variant},
+                           {"version", r.model_version},
+                           {"latency_us", r.latency_us},
+                           {"input", input},
+                           {"output", r.output}});
+      }
+    }
+    size_t skip =
+        records.size() > static_cast<size_t>(limit) ? records.size() - static_cast<size_t>(limit) : 0;
+    Json out = Json::array();
+    for (size_t i = skip; i < records.size(); ++i) out.push_back(std::move(records[i]));
+    return JsonOk({{"endpoint", e->name}, {"records", out}, {"segments", segments->size()}});
   });
   // The endpoint's recent requests (newest first): variant, status, latency, error.
   add("GET", "/api/v1/endpoints/{name}/logs", "endpoint:logs", [&p](Request& req) {
@@ -509,77 +551,60 @@ std::shared_ptr<http::Router> BuildRouter(Platform& p) {
     });
   });
 
-  // Inference: Open Inference Protocol v2.
-  add("GET", "/v2/models/{name}", "endpoint:describe", [&p](Request& req) {
-    auto m = ModelFor(p, req, "endpoint:describe");
-    if (!m) return http::ErrorResponse(m.error());
-    return http::JsonResponse(200,
-                              serving::RenderOipMetadata((*m)->endpoint, (*m)->version, (*m)->feature_names));
-  });
-  add("GET", "/v2/models/{name}/ready", "endpoint:describe", [&p](Request& req) {
-    auto m = ModelFor(p, req, "endpoint:describe");
-    if (!m) return http::ErrorResponse(m.error());
-    return JsonOk({{"name", (*m)->endpoint}, {"ready", true}});
-  });
-  add(
-      "POST", "/v2/models/{name}/infer", "endpoint:invoke",
-      [&p](Request& req) {
-        auto m = ModelFor(p, req, "endpoint:invoke");
-        if (!m) return http::ErrorResponse(m.error());
-        Served served(p, **m);
-        if (req.ContentType() != "application/json") {
-          return served.Done(http::ErrorResponse(UnsupportedMedia(
-              "expected Content-Type application/json, got '" + std::string(req.ContentType()) + "'")));
-        }
-        auto parsed = serving::ParseOipInfer(req.body, (*m)->feature_names);
-        if (!parsed) return served.Done(http::ErrorResponse(parsed.error()));
-        auto preds = (*m)->model->Predict(parsed->rows);
-        if (!preds) return served.Done(http::ErrorResponse(preds.error()));
-        return served.Done(http::JsonResponse(
-            200, serving::RenderOipInfer((*m)->endpoint, (*m)->version, parsed->id, *preds)));
-      },
-      size_t{16} << 20);
-
-  // Inference: SageMaker runtime.
-  add(
-      "POST", "/endpoints/{name}/invocations", "endpoint:invoke",
-      [&p](Request& req) {
-        auto m = ModelFor(p, req, "endpoint:invoke");
-        if (!m) return http::ErrorResponse(m.error());
-        Served served(p, **m);
-        auto rows = InvocationRows(req, **m);
-        if (!rows) return served.Done(http::ErrorResponse(rows.error()));
-        auto preds = (*m)->model->Predict(*rows);
-        if (!preds) return served.Done(http::ErrorResponse(preds.error()));
-        Response r;
-        std::string accept = req.Header("accept");
-        bool csv = accept.find("text/csv") != std::string::npos ||
-                   (accept.find("application/json") == std::string::npos && req.ContentType() == "text/csv");
-        r.content_type = csv ? "text/csv" : "application/json";
-        r.body = csv ? serving::RenderCsvPredictions(*preds) : serving::RenderJsonPredictions(*preds);
-        return served.Done(std::move(r));
-      },
-      size_t{16} << 20);
+  // Inference itself: async handlers on the replicas (inference_routes.cc).
+  AddInferenceRoutes(p, *router);
 
   return router;
 }
 
+namespace {
+
+// Bearer tokens seen in the last second, per thread (by their hash: no
+// plaintext token is kept): an inference request then costs no database
+// read. Principals cannot change personas or lose tokens without a restart
+// today; when they can, such changes apply within the second.
+Result<iam::Principal> CachedAuthenticate(Platform& p, const std::string& token) {
+  struct Entry {
+    std::chrono::steady_clock::time_point until;
+    iam::Principal principal;
+  };
+  thread_local std::unordered_map<std::string, Entry> cache;
+  if (token.empty() || token.size() > 256) return p.iam->Authenticate(token);
+  std::string key = crypto::Sha256Hex(token);
+  auto now = std::chrono::steady_clock::now();
+  if (auto it = cache.find(key); it != cache.end() && it->second.until > now) return it->second.principal;
+  TAKT_ASSIGN_OR_RETURN(iam::Principal principal, p.iam->Authenticate(token));
+  if (cache.size() > 1024) cache.clear();
+  cache[key] = Entry{now + std::chrono::seconds(1), principal};
+  return principal;
+}
+
+}  // namespace
+
 void InstallHooks(http::Server& server, Platform& p) {
   server.SetBeforeHook([&p](const http::Route& route, Request& req) -> std::optional<Response> {
     if (route.is_public) return std::nullopt;
+    if (IsSigV4Request(req)) return AuthenticateSigV4(p, route, req);  // AWS SDKs, on /endpoints/ only
     std::string auth = req.Header("authorization");
     std::string token;
     if (auth.rfind("Bearer ", 0) == 0) token = auth.substr(7);
-    auto principal = p.iam->Authenticate(token);
+    auto principal = CachedAuthenticate(p, token);
+    // OIP clients expect {"error": "<message>"}; the code rides along.
+    auto refuse = [&route](const Error& e) {
+      if (route.pattern.rfind("/v2/", 0) != 0) return http::ErrorResponse(e);
+      return http::JsonResponse(
+          HttpStatus(e.code()),
+          Json{{"error", e.message()}, {"code", std::string(CodeName(e.code()))}}.dump());
+    };
     if (!principal) {
       req.principal_id = "anonymous";
-      Response r = http::ErrorResponse(principal.error());
+      Response r = refuse(principal.error());
       r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"takt\"");
       return r;
     }
     req.principal_id = principal->name;
     iam::Decision d = iam::Authorize(*principal, route.action);
-    if (!d.allowed) return http::ErrorResponse(PermissionDenied(d.reason));
+    if (!d.allowed) return refuse(Error(Code::kPermissionDenied, d.reason));
     return std::nullopt;
   });
   server.SetAfterHook([&p](const http::Route& route, const Request& req, const Response& res) {
@@ -593,7 +618,7 @@ void InstallHooks(http::Server& server, Platform& p) {
     bool refused = res.status == 401 || res.status == 403;
     bool mutation = req.method != "GET" && route.action != "endpoint:invoke";
     bool data_read = route.action == "dataset:read" || route.action == "run:read-artifact" ||
-                     route.action == "model:download";
+                     route.action == "model:download" || route.action == "endpoint:read-capture";
     if (!refused && !mutation && !data_read) return;
     std::string resource = req.path;
     if (resource.rfind("/api/v1/", 0) == 0) resource = resource.substr(8);
@@ -602,6 +627,8 @@ void InstallHooks(http::Server& server, Platform& p) {
       auto j = Json::parse(res.body, nullptr, false);
       if (j.is_object() && j.contains("error") && j["error"].is_object()) {
         detail = j["error"].value("code", "") + ": " + j["error"].value("message", "");
+      } else if (j.is_object() && j.contains("error") && j["error"].is_string()) {
+        detail = j.value("code", "") + ": " + j["error"].get<std::string>();  // OIP
       }
     }
     auto s = p.iam->Audit({.principal = req.principal_id.empty() ? "anonymous" : req.principal_id,

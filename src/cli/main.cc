@@ -17,6 +17,7 @@
 
 #include "api/platform.h"
 #include "api/routes.h"
+#include "cli/access_key_commands.h"
 #include "cli/context.h"
 #include "cli/data_commands.h"
 #include "cli/event_commands.h"
@@ -279,6 +280,54 @@ Status CmdEndpointShow(Context& ctx, const std::string& name) {
   }
   if (!rows.empty())
     PrintTable({"VARIANT", "VERSION", "TRAFFIC", "REQUESTS 15M", "ERROR RATE", "P99 MS"}, rows);
+  // How the variants run now: replicas (the autoscaler's target), queues, batching.
+  std::vector<std::vector<std::string>> runtime;
+  for (const auto& r : e.value("runtime", Json::array())) {
+    runtime.push_back({Str(r, "variant"),
+                       Str(r, "replicas") + " (want " + Str(r, "desired_replicas") + ", " +
+                           Str(r, "min_replicas") + "-" + Str(r, "max_replicas") + ")",
+                       Str(r, "in_flight"), Str(r, "queued") + "/" + Str(r, "queue_capacity"),
+                       Num(r.value("mean_batch_rows", 0.0), 1) + " (max " + Str(r, "max_batch_size") + ")",
+                       Str(r, "rejected"), Str(r, "cold_starts")});
+  }
+  if (!runtime.empty()) {
+    std::cout << "\n";
+    PrintTable({"VARIANT", "REPLICAS", "IN FLIGHT", "QUEUED", "ROWS/BATCH", "REJECTED", "COLD STARTS"},
+               runtime);
+  }
+  return Ok();
+}
+
+// Captured requests: time, variant, inference id, latency, the first inputs, the prediction.
+Status CmdEndpointCapture(Context& ctx, const std::string& name, int minutes, int limit) {
+  TAKT_ASSIGN_OR_RETURN(Json cap, ctx.Call("GET", "/api/v1/endpoints/" + Enc(name) +
+                                                      "/capture?minutes=" + std::to_string(minutes) +
+                                                      "&limit=" + std::to_string(limit)));
+  if (ctx.json()) return PrintJson(cap), Ok();
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& r : cap.value("records", Json::array())) {
+    std::string inputs;
+    const Json in = r.value("input", Json::array());
+    if (!in.empty()) {
+      int shown = 0;
+      for (const auto& [k, v] : in.front().items()) {
+        if (shown++ == 3) {
+          inputs += " ...";
+          break;
+        }
+        inputs +=
+            (inputs.empty() ? "" : " ") + k + "=" + (v.is_number() ? Num(v.get<double>(), 3) : v.dump());
+      }
+      if (in.size() > 1) inputs += " (+" + std::to_string(in.size() - 1) + " rows)";
+    }
+    std::string out;
+    for (const auto& o : r.value("output", Json::array()))
+      out += (out.empty() ? "" : " ") + Num(o.get<double>(), 4);
+    rows.push_back({Str(r, "time"), Str(r, "variant"), Str(r, "inference_id").substr(0, 12),
+                    Num(r.value("latency_us", 0.0) / 1000.0, 2), inputs, out});
+  }
+  PrintTable({"TIME", "VARIANT", "INFERENCE ID", "MS", "INPUT", "PREDICTION"}, rows);
+  if (rows.empty()) std::cout << "no captured requests in the last " << minutes << " minutes\n";
   return Ok();
 }
 
@@ -508,6 +557,7 @@ int Main(int argc, char** argv) {
   auto* pl = principal->add_subcommand("list", "list principals");
   output(pl);
   pl->callback(run([&] { return CmdPrincipalList(ctx); }));
+  AddAccessKeyCommands(app, ctx, run, output);  // create, list, deactivate, activate, delete
 
   // sim
   auto* simcmd =
@@ -576,6 +626,14 @@ int Main(int argc, char** argv) {
   elog->add_option("--limit", ep_limit, "rows")->capture_default_str();
   output(elog);
   elog->callback(run([&] { return CmdEndpointLogs(ctx, ep_name, ep_limit); }));
+  int cap_minutes = 60, cap_limit = 20;
+  auto* ecap = endpoint->add_subcommand(
+      "capture", "captured requests (inputs and predictions) for monitoring; see capture: in release.yaml");
+  ecap->add_option("name", ep_name, "endpoint")->required();
+  ecap->add_option("--minutes", cap_minutes, "how far back")->capture_default_str();
+  ecap->add_option("--limit", cap_limit, "newest N records")->capture_default_str();
+  output(ecap);
+  ecap->callback(run([&] { return CmdEndpointCapture(ctx, ep_name, cap_minutes, cap_limit); }));
   auto* ei = endpoint->add_subcommand("invoke", "score the rows of a CSV (with a header) and rank them");
   ei->add_option("name", ep_name, "endpoint")->required();
   ei->add_option("--file", ep_file, "CSV with the model's feature columns")->required();

@@ -172,7 +172,11 @@ Status Router::Validate() const {
     std::string name = route.method + " " + route.pattern;
     if (!patterns_[r].error.empty()) return InvalidArgument("route " + name + ": " + patterns_[r].error);
     if (route.method.empty()) return InvalidArgument("route " + name + ": no method");
-    if (!route.handler) return InvalidArgument("route " + name + ": no handler");
+    if (!route.handler && !route.async_handler) return InvalidArgument("route " + name + ": no handler");
+    if (route.handler && route.async_handler)
+      return InvalidArgument("route " + name + ": both a handler and an async handler");
+    if (route.async_handler && route.stream_body)
+      return InvalidArgument("route " + name + ": an async handler cannot stream its body");
     if (!route.is_public && route.action.empty()) {
       return InvalidArgument("route " + name + ": a non-public route must declare its authorization action");
     }

@@ -25,6 +25,14 @@
 namespace takt::http {
 
 using Handler = std::function<Response(Request&)>;
+// Answers a request later, from any thread, exactly once. Calling it after the
+// server stopped (or the connection closed) drops the response.
+using Responder = std::function<void(Response)>;
+// A handler that may answer after it returned (e.g. once a model replica has
+// scored the request's batch): it must call `respond` exactly once. The
+// request stays valid until then. It runs on a pool thread like Handler and
+// must not block.
+using AsyncHandler = std::function<void(Request&, Responder respond)>;
 
 struct Route {
   std::string method;  // "GET"
@@ -37,6 +45,9 @@ struct Route {
   // The body limit (413 / PayloadTooLarge beyond it); for stream_body routes too.
   size_t max_body_bytes = 1 << 20;
   Handler handler;
+  // Instead of `handler` (a route has one of the two): answers through the
+  // responder, possibly later. Not for stream_body routes.
+  AsyncHandler async_handler;
   // The handler runs as soon as the header passed the before hook, on a thread
   // of its own, and reads the body through request.body_stream while it
   // arrives (request.body stays empty). Memory stays bounded whatever the

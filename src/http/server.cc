@@ -10,6 +10,7 @@
 #include <deque>
 #include <limits>
 #include <mutex>
+#include <shared_mutex>
 #include <system_error>
 #include <thread>
 #include <vector>
@@ -259,8 +260,16 @@ struct StreamJob {
 
 class Session;
 
+// Lets responders of async handlers (running on any thread, possibly after
+// Stop) post to the io_context only while it runs.
+struct ResponderGate {
+  std::shared_mutex mu;
+  bool open = true;
+};
+
 struct ServerState {
   ServerOptions options;
+  std::shared_ptr<ResponderGate> gate = std::make_shared<ResponderGate>();
   std::shared_ptr<const Router> router;
   BeforeHook before;
   AfterHook after;
@@ -376,6 +385,9 @@ class Session : public std::enable_shared_from_this<Session> {
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
     stream_.close();
+    // A pending async answer no longer has anywhere to go; this may be the
+    // last reference, so it goes last.
+    auto hold = std::move(async_hold_);
   }
 
  private:
@@ -562,14 +574,64 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void Dispatch() {
+    if (std::optional<Response> refused = VerifyBody(request_)) {
+      RunAfterHook(*refused);
+      return Write(std::move(*refused));
+    }
+    if (route_->async_handler) return DispatchAsync();
     Response response = RunHandler(*route_, request_);
     if (PrepareStream(request_, response)) return StartStreamedResponse(std::move(response));
     RunAfterHook(response);
     Write(std::move(response));
   }
 
+  // The handler answers through a responder, possibly from another thread:
+  // the response comes back to this strand. The session (and request_) stay
+  // alive until it does; a second call is ignored.
+  void DispatchAsync() {
+    // Nothing of the socket is pending while the answer is computed: the
+    // session keeps itself alive until FinishAsync (or a close) drops this.
+    async_hold_ = shared_from_this();
+    auto once = std::make_shared<std::atomic<bool>>(false);
+    std::weak_ptr<Session> weak = weak_from_this();
+    auto executor = stream_.get_executor();
+    Responder respond = [weak, executor, once, gate = server_.gate](Response response) {
+      if (once->exchange(true)) return;
+      std::shared_lock lock(gate->mu);
+      if (!gate->open) return;
+      net::post(executor, [weak, response = std::move(response)]() mutable {
+        if (auto self = weak.lock()) self->FinishAsync(std::move(response));
+      });
+    };
+    try {
+      route_->async_handler(request_, respond);
+    } catch (...) {
+      respond(ErrorResponse(Internal("internal error")));
+    }
+  }
+
+  void FinishAsync(Response response) {
+    auto hold = std::move(async_hold_);  // Write's pending operation keeps the session now
+    if (closed_) return;
+    RunAfterHook(response);
+    Write(std::move(response));
+  }
+
+  // Runs the before hook's body verifier (Request::verify_body), once.
+  static std::optional<Response> VerifyBody(Request& request) {
+    if (!request.verify_body) return std::nullopt;
+    auto verify = std::move(request.verify_body);
+    request.verify_body = nullptr;
+    try {
+      return verify(request.body);
+    } catch (...) {
+      return ErrorResponse(Internal("internal error"));
+    }
+  }
+
   static Response RunHandler(const Route& route, Request& request) {
     try {
+      if (std::optional<Response> refused = VerifyBody(request)) return std::move(*refused);
       return route.handler(request);
     } catch (...) {
       // The exception text may quote data: it is not sent, and the hooks log.
@@ -991,6 +1053,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<bhttp::response<bhttp::string_body>> response_;
   Request request_;
   const Route* route_ = nullptr;
+  std::shared_ptr<Session> async_hold_;  // set while an async handler's answer is due
 
   // A streaming exchange (job_ set): a stream_body handler or a streamed response.
   std::shared_ptr<StreamJob> job_;
@@ -1162,6 +1225,11 @@ void Server::Stop() {
     }
     s.sessions.clear();
     streams = s.streams;
+  }
+  {
+    // Async responses from now on are dropped: their connections are closing.
+    std::unique_lock gate_lock(s.gate->mu);
+    s.gate->open = false;
   }
   // A handler blocked in BodyStream::Read or a producer waiting to hand over a
   // piece returns now; no new stream starts (LaunchStream sees `stopping`).

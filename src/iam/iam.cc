@@ -10,25 +10,45 @@
 namespace takt::iam {
 namespace {
 
-const std::map<std::string, std::vector<std::string>>& PersonaActions() {
+const std::map<std::string, std::vector<std::string>>& TablePersonaActions() {
   static const auto* m = new std::map<std::string, std::vector<std::string>>{
       {"admin", {"*"}},
       {"data-engineer",
        {"dataset:*", "grant:*", "group:*", "project:list", "project:describe", "lineage:read", "run:list",
         "run:describe", "model:list", "model:describe", "endpoint:list", "endpoint:describe",
         "principal:whoami", "principal:list"}},
-      {"data-scientist", {"dataset:list",   "dataset:describe",  "dataset:read",      "grant:list",
-                          "project:list",   "project:describe",  "lineage:read",      "pipeline:run",
-                          "pipeline:save",  "pipeline:list",     "pipeline:describe", "pipeline:schedule",
-                          "run:*",          "model:list",        "model:describe",    "model:download",
-                          "endpoint:list",  "endpoint:describe", "endpoint:invoke",   "principal:whoami",
-                          "model:register", "model:update",      "release:describe",  "endpoint:logs"}},
+      {"data-scientist",
+       {"dataset:list",
+        "dataset:describe",
+        "dataset:read",
+        "grant:list",
+        "project:list",
+        "project:describe",
+        "lineage:read",
+        "pipeline:run",
+        "pipeline:save",
+        "pipeline:list",
+        "pipeline:describe",
+        "pipeline:schedule",
+        "run:*",
+        "model:list",
+        "model:describe",
+        "model:download",
+        "endpoint:list",
+        "endpoint:describe",
+        "endpoint:invoke",
+        "principal:whoami",
+        "model:register",
+        "model:update",
+        "release:describe",
+        "endpoint:logs",
+        "endpoint:read-capture"}},
       {"ml-engineer",
        {"dataset:list",     "dataset:describe", "project:list",      "project:describe",  "lineage:read",
         "run:list",         "run:describe",     "run:logs",          "pipeline:list",     "model:list",
         "model:describe",   "model:download",   "model:register",    "model:update",      "model:alias",
         "endpoint:*",       "principal:whoami", "release:describe",  "release:configure", "release:start",
-        "release:rollback", "event:list",       "event:rule-manage", "event:replay"}},
+        "release:rollback", "event:list",       "event:rule-manage", "event:replay",      "metrics:read"}},
       {"approver",
        {"run:list", "run:describe", "run:logs", "model:list", "model:describe", "model:approve",
         "model:reject", "model:alias", "endpoint:list", "endpoint:describe", "project:describe",
@@ -38,9 +58,25 @@ const std::map<std::string, std::vector<std::string>>& PersonaActions() {
        {"audit:list",        "event:list",     "dataset:list",     "dataset:describe", "grant:list",
         "group:list",        "project:list",   "project:describe", "lineage:read",     "run:list",
         "run:describe",      "pipeline:list",  "model:list",       "model:describe",   "endpoint:list",
-        "endpoint:describe", "principal:list", "principal:whoami", "release:describe", "endpoint:logs"}},
+        "endpoint:describe", "principal:list", "principal:whoami", "release:describe", "endpoint:logs",
+        "metrics:read"}},
+      // A metrics scraper (Prometheus): reads /metrics and nothing else.
+      {"monitoring", {"metrics:read", "principal:whoami"}},
       {"service", {"endpoint:invoke", "endpoint:describe", "model:describe", "principal:whoami"}},
   };
+  return *m;
+}
+
+// The table, and every persona but admin (which has "*") manages access keys:
+// its own only, as the routes enforce ("own or admin").
+const std::map<std::string, std::vector<std::string>>& PersonaActions() {
+  static const auto* m = [] {
+    auto* personas = new std::map<std::string, std::vector<std::string>>(TablePersonaActions());
+    for (auto& [name, actions] : *personas) {
+      if (name != "admin") actions.push_back("access-key:*");
+    }
+    return personas;
+  }();
   return *m;
 }
 
@@ -116,17 +152,21 @@ Result<std::vector<std::string>> Members(const store::Database& db_const, std::s
 
 const std::vector<std::string>& KnownActions() {
   static const auto* a = new std::vector<std::string>{
-      "principal:create",  "principal:list",    "principal:whoami",  "token:create",      "dataset:create",
-      "dataset:list",      "dataset:describe",  "dataset:read",      "pipeline:run",      "run:list",
-      "run:describe",      "run:logs",          "run:read-artifact", "model:list",        "model:describe",
-      "model:approve",     "model:reject",      "endpoint:list",     "endpoint:describe", "endpoint:invoke",
-      "audit:list",        "event:list",        "model:download",    "dataset:update",    "dataset:schedule",
-      "grant:create",      "grant:list",        "grant:delete",      "group:create",      "group:list",
-      "group:manage",      "project:create",    "project:list",      "project:describe",  "project:manage",
-      "lineage:read",      "run:cancel",        "pipeline:network",  "pipeline:save",     "pipeline:list",
-      "pipeline:describe", "pipeline:schedule", "model:register",    "model:update",      "model:alias",
-      "release:describe",  "release:configure", "release:start",     "release:approve",   "release:reject",
-      "release:rollback",  "endpoint:logs",     "event:rule-manage", "event:replay",
+      "principal:create",  "principal:list",    "principal:whoami",  "token:create",
+      "dataset:create",    "dataset:list",      "dataset:describe",  "dataset:read",
+      "pipeline:run",      "run:list",          "run:describe",      "run:logs",
+      "run:read-artifact", "model:list",        "model:describe",    "model:approve",
+      "model:reject",      "endpoint:list",     "endpoint:describe", "endpoint:invoke",
+      "audit:list",        "event:list",        "model:download",    "dataset:update",
+      "dataset:schedule",  "grant:create",      "grant:list",        "grant:delete",
+      "group:create",      "group:list",        "group:manage",      "project:create",
+      "project:list",      "project:describe",  "project:manage",    "lineage:read",
+      "run:cancel",        "pipeline:network",  "pipeline:save",     "pipeline:list",
+      "pipeline:describe", "pipeline:schedule", "model:register",    "model:update",
+      "model:alias",       "release:describe",  "release:configure", "release:start",
+      "release:approve",   "release:reject",    "release:rollback",  "endpoint:logs",
+      "event:rule-manage", "event:replay",      "access-key:create", "access-key:list",
+      "access-key:delete", "access-key:update", "metrics:read",      "endpoint:read-capture",
   };
   return *a;
 }
@@ -188,7 +228,15 @@ Status IamService::Migrate() {
         "NULL REFERENCES principals(name), PRIMARY KEY (project, principal));"
         "CREATE INDEX group_members_principal ON group_members (principal);"
         "CREATE INDEX project_members_principal ON project_members (principal);"
-        "ALTER TABLE audit_log ADD COLUMN access_json TEXT NOT NULL DEFAULT '';"}});
+        "ALTER TABLE audit_log ADD COLUMN access_json TEXT NOT NULL DEFAULT '';"},
+       // secret_sealed: base64 of Keyring::WrapKey(secret, aad "access-key:<id>");
+       // sealed_with: the keyring's key_id, so another master key is named as such.
+       {3, "access-keys",
+        "CREATE TABLE access_keys (id TEXT PRIMARY KEY, principal_id TEXT NOT NULL REFERENCES "
+        "principals(id), "
+        "description TEXT NOT NULL, secret_sealed TEXT NOT NULL, sealed_with TEXT NOT NULL, status TEXT NOT "
+        "NULL, created_at TEXT NOT NULL, last_used_at TEXT);"
+        "CREATE INDEX access_keys_principal ON access_keys (principal_id);"}});
 }
 
 Result<Group> IamService::CreateGroup(const std::string& name, const std::vector<std::string>& members,

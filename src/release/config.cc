@@ -271,8 +271,8 @@ Result<ReleaseConfig> ParseConfig(std::string_view yaml, std::string_view file) 
   for (size_t i = 0; i < doc["stages"].size(); ++i) {
     const Json& s = doc["stages"][i];
     std::string where = "stages[" + std::to_string(i) + "]";
-    TAKT_RETURN_IF_ERROR(
-        c.Keys(s, where, {"name", "replicas", "autoscaling", "capture", "strategy", "gates"}));
+    TAKT_RETURN_IF_ERROR(c.Keys(
+        s, where, {"name", "replicas", "autoscaling", "batching", "queue", "capture", "strategy", "gates"}));
     StageConfig st;
     if (!s.contains("name")) return std::unexpected(c.Fail(where, "needs a name (dev, int or prod)"));
     TAKT_ASSIGN_OR_RETURN(st.name, c.Text(s["name"], where + ".name"));
@@ -299,7 +299,21 @@ Result<ReleaseConfig> ParseConfig(std::string_view yaml, std::string_view file) 
     }
     if (s.contains("autoscaling")) {
       const Json& a = s["autoscaling"];
-      TAKT_RETURN_IF_ERROR(c.Keys(a, where + ".autoscaling", {"target_in_flight", "scale_to_zero"}));
+      TAKT_RETURN_IF_ERROR(c.Keys(
+          a, where + ".autoscaling",
+          {"target_in_flight", "scale_to_zero", "scale_out_cooldown", "scale_in_cooldown", "idle_to_zero"}));
+      if (a.contains("scale_out_cooldown")) {
+        TAKT_ASSIGN_OR_RETURN(st.scale_out_cooldown_seconds,
+                              c.Seconds(a["scale_out_cooldown"], where + ".autoscaling.scale_out_cooldown"));
+      }
+      if (a.contains("scale_in_cooldown")) {
+        TAKT_ASSIGN_OR_RETURN(st.scale_in_cooldown_seconds,
+                              c.Seconds(a["scale_in_cooldown"], where + ".autoscaling.scale_in_cooldown"));
+      }
+      if (a.contains("idle_to_zero")) {
+        TAKT_ASSIGN_OR_RETURN(st.idle_to_zero_seconds,
+                              c.Seconds(a["idle_to_zero"], where + ".autoscaling.idle_to_zero"));
+      }
       if (a.contains("target_in_flight")) {
         TAKT_ASSIGN_OR_RETURN(
             st.target_in_flight,
@@ -313,6 +327,35 @@ Result<ReleaseConfig> ParseConfig(std::string_view yaml, std::string_view file) 
     }
     if (st.min_replicas == 0 && !st.scale_to_zero) {
       return std::unexpected(c.Fail(where + ".replicas.min", "0 needs autoscaling.scale_to_zero: true"));
+    }
+    if (s.contains("batching")) {
+      const Json& b = s["batching"];
+      TAKT_RETURN_IF_ERROR(c.Keys(b, where + ".batching", {"max_batch_size", "max_wait"}));
+      if (b.contains("max_batch_size")) {
+        TAKT_ASSIGN_OR_RETURN(st.max_batch_size,
+                              c.Int(b["max_batch_size"], where + ".batching.max_batch_size", 1, 4096));
+      }
+      if (b.contains("max_wait")) {
+        const Json& w = b["max_wait"];
+        std::string text = w.is_string() ? w.get<std::string>() : "";
+        if (text.ends_with("us")) {
+          TAKT_ASSIGN_OR_RETURN(
+              double us, c.Seconds(Json(text.substr(0, text.size() - 2)), where + ".batching.max_wait"));
+          st.max_batch_wait_us = us;
+        } else {
+          TAKT_ASSIGN_OR_RETURN(double sec, c.Seconds(w, where + ".batching.max_wait"));
+          st.max_batch_wait_us = sec * 1e6;
+        }
+        if (st.max_batch_wait_us > 1e6)
+          return std::unexpected(c.Fail(where + ".batching.max_wait", "at most 1s (e.g. 200us, 2ms)"));
+      }
+    }
+    if (s.contains("queue")) {
+      const Json& q = s["queue"];
+      TAKT_RETURN_IF_ERROR(c.Keys(q, where + ".queue", {"capacity"}));
+      if (q.contains("capacity")) {
+        TAKT_ASSIGN_OR_RETURN(st.queue_capacity, c.Int(q["capacity"], where + ".queue.capacity", 1, 1000000));
+      }
     }
     if (s.contains("capture")) {
       TAKT_ASSIGN_OR_RETURN(st.capture_percent, c.Int(s["capture"], where + ".capture", 0, 100));
@@ -360,7 +403,14 @@ ReleaseConfig DefaultConfig(const std::string& model_group) {
 
 std::string EndpointSettingsJson(const StageConfig& s) {
   return Json{{"replicas", {{"min", s.min_replicas}, {"max", s.max_replicas}}},
-              {"autoscaling", {{"target_in_flight", s.target_in_flight}, {"scale_to_zero", s.scale_to_zero}}},
+              {"autoscaling",
+               {{"target_in_flight", s.target_in_flight},
+                {"scale_to_zero", s.scale_to_zero},
+                {"scale_out_cooldown_ms", s.scale_out_cooldown_seconds * 1000},
+                {"scale_in_cooldown_ms", s.scale_in_cooldown_seconds * 1000},
+                {"idle_to_zero_ms", s.idle_to_zero_seconds * 1000}}},
+              {"batching", {{"max_batch_size", s.max_batch_size}, {"max_wait_us", s.max_batch_wait_us}}},
+              {"queue", {{"capacity", s.queue_capacity}}},
               {"capture_percent", s.capture_percent},
               {"strategy", StrategyName(s.strategy)}}
       .dump();

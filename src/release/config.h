@@ -69,6 +69,12 @@ struct StageConfig {
   int max_replicas = 1;
   double target_in_flight = 4;  // autoscaling: in-flight requests per replica
   bool scale_to_zero = false;
+  double scale_out_cooldown_seconds = 10;
+  double scale_in_cooldown_seconds = 60;
+  double idle_to_zero_seconds = 300;  // with scale_to_zero: no request for this long → 0 replicas
+  int max_batch_size = 32;            // dynamic batching: rows per scoring call
+  double max_batch_wait_us = 0;       // how long a batch may wait to fill; 0 = never wait
+  int queue_capacity = 128;           // waiting requests per replica; beyond → 429
   int capture_percent = 0;
   Strategy strategy = Strategy::kAllAtOnce;
   // canary: `percent` of traffic on the new version for `duration`, then all.

@@ -407,19 +407,19 @@ Result<std::string> ReleaseService::SmokeTest(const Release& r, const StageConfi
   const int n = st.smoke_test->requests;
   std::vector<double> latencies;
   for (int i = 0; i < n; ++i) {
-    ml::Matrix m;
-    m.rows = 1;
-    m.cols = cols;
-    m.values = samples[static_cast<size_t>(i) % samples.size()];
+    const std::vector<float>& row = samples[static_cast<size_t>(i) % samples.size()];
+    if (row.size() != cols)
+      return "sample row " + std::to_string(i + 1) + " does not have " + std::to_string(cols) + " values";
+    std::vector<float> p(model->num_outputs);
     auto t0 = std::chrono::steady_clock::now();
-    auto p = model->model->Predict(m);
+    Status scored = model->Score(row.data(), 1, p.data());
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     latencies.push_back(ms);
-    if (!p)
+    if (!scored)
       return "request " + std::to_string(i + 1) + " of " + std::to_string(n) +
-             " failed: " + p.error().message();
-    if (p->empty()) return "request " + std::to_string(i + 1) + " returned no prediction";
-    for (float x : *p) {
+             " failed: " + scored.error().message();
+    if (p.empty()) return "request " + std::to_string(i + 1) + " returned no prediction";
+    for (float x : p) {
       if (!std::isfinite(x)) return "request " + std::to_string(i + 1) + " returned " + std::to_string(x);
     }
   }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <mutex>
 #include <random>
 #include <set>
@@ -11,6 +12,8 @@
 #include "core/json.h"
 #include "core/time.h"
 #include "lineage/lineage.h"
+#include "serving/capture.h"
+#include "serving/runtime.h"
 
 namespace takt::serving {
 namespace {
@@ -49,7 +52,76 @@ int Primary(const std::vector<Variant>& variants) {
   return best->model_version;
 }
 
+// Generations are unique across ServingService instances, so a thread's
+// cached snapshot is never taken for another instance's.
+std::atomic<uint64_t> g_generations{1};
+
+struct ThreadSnapshot {
+  const void* owner = nullptr;
+  uint64_t generation = 0;
+  std::shared_ptr<const void> snapshot;
+};
+
 }  // namespace
+
+Status LoadedModel::Score(const float* rows, size_t n, float* out) const {
+  if (engine) {
+    engine->Predict(rows, n, out);
+    return Ok();
+  }
+  ml::Matrix m;
+  m.rows = n;
+  m.cols = feature_names.size();
+  m.values.assign(rows, rows + n * m.cols);
+  TAKT_ASSIGN_OR_RETURN(std::vector<float> p, model->Predict(m));
+  if (p.size() != n * num_outputs)
+    return Internal("the model returned " + std::to_string(p.size()) + " values for " + std::to_string(n) +
+                    " rows");
+  std::copy(p.begin(), p.end(), out);
+  return Ok();
+}
+
+VariantRuntime* LiveEndpoint::Pick(double pick) const {
+  double acc = 0;
+  for (size_t i = 0; i < variants.size(); ++i) {
+    acc += weights[i];
+    if (pick < acc) return variants[i].get();
+  }
+  // Rounding at the top end: the last variant with traffic.
+  for (size_t i = variants.size(); i-- > 0;) {
+    if (weights[i] > 0) return variants[i].get();
+  }
+  return variants.front().get();
+}
+
+VariantRuntime* LiveEndpoint::Named(std::string_view variant) const {
+  for (const auto& v : variants) {
+    if (v->model().variant == variant) return v.get();
+  }
+  return nullptr;
+}
+
+std::string LiveEndpoint::VariantNames() const {
+  std::string known;
+  for (const auto& v : variants) known += (known.empty() ? "" : ", ") + v->model().variant;
+  return known;
+}
+
+ServingService::ServingService(store::Database* db, blob::BlobStore* blobs,
+                               registry::RegistryService* registry)
+    : db_(db),
+      blobs_(blobs),
+      registry_(registry),
+      metrics_(std::make_unique<Metrics>()),
+      generation_(g_generations.fetch_add(1)) {}
+
+void ServingService::EnableCapture(std::filesystem::path root, const crypto::Keyring* keyring) {
+  std::lock_guard lock(deploy_mu_);
+  capture_root_ = std::move(root);
+  keyring_ = keyring;
+}
+
+ServingService::~ServingService() { Stop(); }
 
 bool IsStage(std::string_view stage) { return stage == "dev" || stage == "int" || stage == "prod"; }
 
@@ -78,36 +150,72 @@ Result<std::shared_ptr<const LoadedModel>> ServingService::Load(const std::strin
   if (!bytes)
     return std::unexpected(
         bytes.error().WithContext("loading " + v.group + " v" + std::to_string(v.version)));
-  TAKT_ASSIGN_OR_RETURN(auto model, ml::XgbModel::Load(*bytes));
-  if (model->num_features() != v.feature_names.size()) {
+  auto loaded = std::make_shared<LoadedModel>();
+  size_t features = 0;
+  if (auto engine = ml::TreeEnsemble::Load(*bytes)) {
+    features = (*engine)->num_features();
+    loaded->num_outputs = (*engine)->num_outputs();
+    loaded->engine = std::move(*engine);
+  } else {
+    // Not a tree model the engine compiles (e.g. gblinear): XGBoost serves it.
+    TAKT_ASSIGN_OR_RETURN(auto model, ml::XgbModel::Load(*bytes));
+    spdlog::info("{} v{}: served by XGBoost ({})", v.group, v.version, engine.error().message());
+    features = model->num_features();
+    loaded->model = std::move(model);
+  }
+  if (features != v.feature_names.size()) {
     return FailedPrecondition(v.group + " v" + std::to_string(v.version) + ": the model expects " +
-                              std::to_string(model->num_features()) + " features but the registry lists " +
+                              std::to_string(features) + " features but the registry lists " +
                               std::to_string(v.feature_names.size()));
   }
-  auto loaded = std::make_shared<LoadedModel>();
   loaded->endpoint = endpoint;
   loaded->variant = VariantName(v.group, v.version);
   loaded->group = v.group;
   loaded->version = v.version;
   loaded->feature_names = v.feature_names;
-  loaded->model = std::move(model);
   return std::shared_ptr<const LoadedModel>(std::move(loaded));
 }
 
-Result<std::shared_ptr<const ServingService::Live>> ServingService::LoadVariants(
-    const std::string& endpoint, const std::string& group, const std::vector<Variant>& variants) {
-  std::shared_ptr<const Live> current;
-  {
-    std::shared_lock lock(mu_);
-    if (auto it = live_.find(endpoint); it != live_.end()) current = it->second;
+Result<std::shared_ptr<const LiveEndpoint>> ServingService::LoadVariants(const std::string& endpoint,
+                                                                         const std::string& stage,
+                                                                         const std::string& group,
+                                                                         const std::vector<Variant>& variants,
+                                                                         const std::string& settings_json) {
+  TAKT_ASSIGN_OR_RETURN(RuntimeSettings settings, ParseRuntimeSettings(settings_json));
+  std::shared_ptr<const LiveEndpoint> current;
+  if (auto it = Current()->find(endpoint); it != Current()->end()) current = it->second;
+  auto live = std::make_shared<LiveEndpoint>();
+  live->name = endpoint;
+  live->stage = stage;
+  live->group = group;
+  live->settings_json = settings_json;
+  live->metrics = metrics_->ForEndpoint(endpoint);
+  if (settings.capture_percent > 0 && keyring_ != nullptr) {
+    auto it = captures_.find(endpoint);
+    if (it == captures_.end()) {
+      CaptureOptions options;
+      options.root = capture_root_;
+      options.endpoint = endpoint;
+      options.sample_percent = settings.capture_percent;
+      options.metrics = live->metrics;
+      TAKT_ASSIGN_OR_RETURN(auto writer, CaptureWriter::Create(options, *keyring_));
+      it = captures_.emplace(endpoint, std::shared_ptr<CaptureWriter>(std::move(writer))).first;
+    }
+    it->second->SetSamplePercent(settings.capture_percent);
+    live->capture = it->second;
+  } else if (auto it = captures_.find(endpoint); it != captures_.end()) {
+    it->second->SetSamplePercent(0);  // kept: its queue may still hold records
   }
-  auto live = std::make_shared<Live>();
   for (const auto& v : variants) {
+    std::shared_ptr<VariantRuntime> runtime;
     std::shared_ptr<const LoadedModel> model;
     if (current) {
-      // A variant that keeps serving keeps its loaded model.
-      for (const auto& m : current->variants) {
-        if (m->version == v.model_version) model = m;
+      // A variant that keeps serving keeps its model, and its replicas when
+      // the settings stay the same.
+      for (const auto& r : current->variants) {
+        if (r->model().version != v.model_version) continue;
+        model = r->model_ptr();
+        if (current->settings_json == settings_json) runtime = r;
       }
     }
     if (!model) {
@@ -118,10 +226,148 @@ Result<std::shared_ptr<const ServingService::Live>> ServingService::LoadVariants
       }
       TAKT_ASSIGN_OR_RETURN(model, Load(endpoint, mv));
     }
-    live->variants.push_back(std::move(model));
+    if (!runtime) {
+      // Ready before it takes traffic: replicas started, the model run once.
+      std::vector<float> row(model->feature_names.size(), std::numeric_limits<float>::quiet_NaN());
+      std::vector<float> out(model->num_outputs);
+      TAKT_RETURN_IF_ERROR(model->Score(row.data(), 1, out.data()));
+      runtime =
+          std::make_shared<VariantRuntime>(model, settings, metrics_->ForVariant(endpoint, model->variant));
+    }
+    if (live->capture) live->capture->SetSchema(model->variant, {model->feature_names, {"prediction"}});
+    live->variants.push_back(std::move(runtime));
     live->weights.push_back(v.weight);
   }
-  return std::shared_ptr<const Live>(std::move(live));
+  return std::shared_ptr<const LiveEndpoint>(std::move(live));
+}
+
+std::shared_ptr<const ServingService::Snapshot> ServingService::Current() const {
+  thread_local ThreadSnapshot cache;
+  uint64_t gen = generation_.load(std::memory_order_acquire);
+  if (cache.owner != this || cache.generation != gen) {
+    std::lock_guard lock(publish_mu_);
+    cache.owner = this;
+    cache.generation = generation_.load(std::memory_order_acquire);
+    cache.snapshot = snapshot_;
+  }
+  return std::static_pointer_cast<const Snapshot>(cache.snapshot);
+}
+
+void ServingService::Publish(const std::string& name, std::shared_ptr<const LiveEndpoint> live) {
+  std::lock_guard lock(publish_mu_);
+  auto next = std::make_shared<Snapshot>(*snapshot_);
+  std::shared_ptr<const LiveEndpoint> old;
+  if (auto it = next->find(name); it != next->end()) old = it->second;
+  if (live) {
+    (*next)[name] = live;
+  } else {
+    next->erase(name);
+  }
+  if (old) {
+    for (const auto& r : old->variants) {
+      bool kept = false;
+      if (live) {
+        for (const auto& n : live->variants) kept = kept || n == r;
+      }
+      if (!kept) retired_.push_back({r, RealClock().NowMillis()});
+    }
+  }
+  snapshot_ = std::move(next);
+  generation_.store(g_generations.fetch_add(1), std::memory_order_release);
+}
+
+Result<std::shared_ptr<const LiveEndpoint>> ServingService::Live(std::string_view name) const {
+  auto snap = Current();
+  auto it = snap->find(name);
+  if (it == snap->end()) return NotFound("endpoint " + std::string(name) + " is not serving");
+  return it->second;
+}
+
+std::vector<std::shared_ptr<const LiveEndpoint>> ServingService::LiveEndpoints() const {
+  std::vector<std::shared_ptr<const LiveEndpoint>> out;
+  for (const auto& [name, e] : *Current()) out.push_back(e);
+  return out;
+}
+
+Status ServingService::FlushCapture(std::string_view endpoint) {
+  std::shared_ptr<CaptureWriter> writer;
+  {
+    std::lock_guard lock(deploy_mu_);
+    if (auto it = captures_.find(endpoint); it != captures_.end()) writer = it->second;
+  }
+  if (!writer) return Ok();
+  return writer->Flush();
+}
+
+void ServingService::Start() {
+  std::lock_guard lock(autoscaler_mu_);
+  if (autoscaler_.joinable()) return;
+  autoscaler_stop_ = false;
+  autoscaler_ = std::thread([this] { Autoscale(); });
+}
+
+void ServingService::Stop() {
+  {
+    std::lock_guard lock(autoscaler_mu_);
+    autoscaler_stop_ = true;
+    autoscaler_cv_.notify_all();
+  }
+  if (autoscaler_.joinable()) autoscaler_.join();
+  std::vector<std::shared_ptr<VariantRuntime>> all;
+  {
+    std::lock_guard lock(publish_mu_);
+    for (const auto& [name, e] : *snapshot_) {
+      for (const auto& r : e->variants) all.push_back(r);
+    }
+    for (const auto& r : retired_) all.push_back(r.runtime);
+  }
+  for (const auto& r : all) r->Stop();
+  std::lock_guard lock(deploy_mu_);
+  for (auto& [name, writer] : captures_) {
+    if (auto s = writer->Close(); !s) spdlog::error("endpoint {}: capture: {}", name, s.error().ToString());
+  }
+}
+
+void ServingService::Autoscale() {
+  // A retired runtime stops once nothing used it for this long (a request
+  // that picked it just before the swap still finishes on it).
+  constexpr int64_t kRetireGraceMs = 2000;
+  std::unique_lock lock(autoscaler_mu_);
+  while (!autoscaler_stop_) {
+    autoscaler_cv_.wait_for(lock, std::chrono::milliseconds(250), [this] { return autoscaler_stop_; });
+    if (autoscaler_stop_) break;
+    lock.unlock();
+    auto now = VariantRuntime::Clock::now();
+    std::shared_ptr<const Snapshot> snap;
+    std::vector<std::shared_ptr<VariantRuntime>> stop;
+    {
+      std::lock_guard pl(publish_mu_);
+      snap = snapshot_;
+      int64_t now_ms = RealClock().NowMillis();
+      for (size_t i = 0; i < retired_.size();) {
+        if (retired_[i].runtime->Stats().in_flight == 0 && now_ms - retired_[i].since_ms >= kRetireGraceMs) {
+          stop.push_back(std::move(retired_[i].runtime));
+          retired_.erase(retired_.begin() + static_cast<std::ptrdiff_t>(i));
+        } else {
+          ++i;
+        }
+      }
+    }
+    for (const auto& r : stop) {
+      r->Stop();
+      const LoadedModel& m = r->model();
+      bool still_served = false;
+      if (auto it = snap->find(m.endpoint); it != snap->end())
+        still_served = it->second->Named(m.variant) != nullptr;
+      if (!still_served) metrics_->RetireVariant(m.endpoint, m.variant);
+    }
+    stop.clear();
+    for (const auto& [name, e] : *snap) {
+      for (const auto& r : e->variants) r->Tick(now);
+    }
+    snap.reset();
+    lock.lock();
+  }
 }
 
 Result<Endpoint> ServingService::Deploy(const std::string& group, int version, const std::string& stage,
@@ -162,8 +408,13 @@ Result<Endpoint> ServingService::SetVariants(const std::string& group, const std
                           db_->Query("SELECT endpoint FROM deployments WHERE event_id = ?", {key}));
     if (!done.empty()) return Get(name);
   }
+  std::string effective_settings = settings_json;
+  if (effective_settings.empty()) {
+    auto e = Get(name);
+    effective_settings = e ? e->settings_json : "{}";
+  }
   // Load (and so validate) every variant before anything is recorded or swapped.
-  TAKT_ASSIGN_OR_RETURN(auto live, LoadVariants(name, group, variants));
+  TAKT_ASSIGN_OR_RETURN(auto live, LoadVariants(name, stage, group, variants, effective_settings));
   std::string now = NowIso();
   int primary = Primary(variants);
   Status committed = db_->Transaction([&](store::Database& tx) -> Status {
@@ -205,10 +456,7 @@ Result<Endpoint> ServingService::SetVariants(const std::string& group, const std
     if (committed.error().code() == Code::kAlreadyExists && !key.empty()) return Get(name);
     return std::unexpected(committed.error());
   }
-  {
-    std::unique_lock lock(mu_);
-    live_[name] = std::move(live);
-  }
+  Publish(name, std::move(live));
   std::string shown;
   for (const auto& v : variants)
     shown += (shown.empty() ? "" : ", ") + v.name + " " + std::to_string(v.weight) + "%";
@@ -220,9 +468,12 @@ Status ServingService::Remove(const std::string& name, const std::string& messag
   std::lock_guard<std::mutex> deploy_lock(deploy_mu_);
   if (auto e = Get(name); !e) return std::unexpected(e.error());
   TAKT_RETURN_IF_ERROR(db_->Exec("DELETE FROM endpoints WHERE name = ?", {name}));
-  {
-    std::unique_lock lock(mu_);
-    live_.erase(name);
+  Publish(name, nullptr);
+  metrics_->Retire(name);
+  if (auto it = captures_.find(name); it != captures_.end()) {
+    if (auto s = it->second->Close(); !s)
+      spdlog::error("endpoint {}: capture: {}", name, s.error().ToString());
+    captures_.erase(it);
   }
   spdlog::info("endpoint {} removed: {}", name, message);
   return Ok();
@@ -232,13 +483,13 @@ Status ServingService::LoadAll() {
   TAKT_ASSIGN_OR_RETURN(auto endpoints, List());
   for (const auto& e : endpoints) {
     if (e.status != "InService") continue;
-    auto live = LoadVariants(e.name, e.model_group, e.variants);
+    std::lock_guard<std::mutex> deploy_lock(deploy_mu_);
+    auto live = LoadVariants(e.name, e.stage, e.model_group, e.variants, e.settings_json);
     if (!live) {
       spdlog::error("endpoint {}: {}", e.name, live.error().ToString());
       continue;
     }
-    std::unique_lock lock(mu_);
-    live_[e.name] = std::move(*live);
+    Publish(e.name, std::move(*live));
   }
   return Ok();
 }
@@ -264,34 +515,16 @@ Result<std::shared_ptr<const LoadedModel>> ServingService::Find(std::string_view
 }
 
 Result<std::shared_ptr<const LoadedModel>> ServingService::Route(std::string_view name, double pick) const {
-  std::shared_lock lock(mu_);
-  auto it = live_.find(name);
-  if (it == live_.end()) return NotFound("endpoint " + std::string(name) + " is not serving");
-  const Live& live = *it->second;
-  double acc = 0;
-  for (size_t i = 0; i < live.variants.size(); ++i) {
-    acc += live.weights[i];
-    if (pick < acc) return live.variants[i];
-  }
-  // Rounding at the top end: the last variant with traffic.
-  for (size_t i = live.variants.size(); i-- > 0;) {
-    if (live.weights[i] > 0) return live.variants[i];
-  }
-  return live.variants.front();
+  TAKT_ASSIGN_OR_RETURN(auto live, Live(name));
+  return live->Pick(pick)->model_ptr();
 }
 
 Result<std::shared_ptr<const LoadedModel>> ServingService::FindVariant(std::string_view name,
                                                                        std::string_view variant) const {
-  std::shared_lock lock(mu_);
-  auto it = live_.find(name);
-  if (it == live_.end()) return NotFound("endpoint " + std::string(name) + " is not serving");
-  std::string known;
-  for (const auto& m : it->second->variants) {
-    if (m->variant == variant) return m;
-    known += (known.empty() ? "" : ", ") + m->variant;
-  }
+  TAKT_ASSIGN_OR_RETURN(auto live, Live(name));
+  if (VariantRuntime* r = live->Named(variant)) return r->model_ptr();
   return NotFound("endpoint " + std::string(name) + " has no variant '" + std::string(variant) +
-                  "' (it serves " + known + ")");
+                  "' (it serves " + live->VariantNames() + ")");
 }
 
 void ServingService::Record(std::string_view endpoint, std::string_view variant, int status,

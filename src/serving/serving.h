@@ -15,17 +15,25 @@
 // change.
 #pragma once
 
+#include <atomic>
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include <filesystem>
 
 #include "blob/blob_store.h"
 #include "core/result.h"
+#include "crypto/keyring.h"
+#include "ml/tree_engine.h"
 #include "ml/xgboost_model.h"
 #include "registry/registry.h"
+#include "serving/metrics.h"
 #include "store/database.h"
 
 namespace takt::serving {
@@ -57,7 +65,39 @@ struct LoadedModel {
   std::string group;
   int version = 0;
   std::vector<std::string> feature_names;
+  size_t num_outputs = 1;  // per row
+  // The compiled tree engine (ml/tree_engine.h) scores; XGBoost itself only
+  // for models the engine does not take (gblinear).
+  std::unique_ptr<ml::TreeEnsemble> engine;
   std::unique_ptr<ml::XgbModel> model;
+
+  // Scores n rows (n x feature_names.size(), NaN = missing) into out (n x
+  // num_outputs). Thread-safe.
+  Status Score(const float* rows, size_t n, float* out) const;
+};
+
+class VariantRuntime;
+struct RuntimeSettings;
+class CaptureWriter;
+class EndpointMetrics;
+
+// An endpoint as it serves now: what a request needs without the database.
+// Immutable once published; a change of variants or settings publishes a new
+// one (requests holding the old one finish on it).
+struct LiveEndpoint {
+  std::string name;
+  std::string stage;
+  std::string group;
+  std::vector<std::shared_ptr<VariantRuntime>> variants;
+  std::vector<int> weights;
+  std::string settings_json;
+  EndpointMetrics* metrics = nullptr;      // rejections, capture counters
+  std::shared_ptr<CaptureWriter> capture;  // set when the endpoint captures requests
+  // The variant for a request: by `pick` in [0, 100) over the weights, or the
+  // named one. nullptr if the name is unknown.
+  VariantRuntime* Pick(double pick) const;
+  VariantRuntime* Named(std::string_view variant) const;
+  std::string VariantNames() const;  // "weld-pm-v3, weld-pm-v4"
 };
 
 // Stages a model may be deployed to.
@@ -84,8 +124,7 @@ struct RequestRecord {
 
 class ServingService {
  public:
-  ServingService(store::Database* db, blob::BlobStore* blobs, registry::RegistryService* registry)
-      : db_(db), blobs_(blobs), registry_(registry) {}
+  ServingService(store::Database* db, blob::BlobStore* blobs, registry::RegistryService* registry);
 
   Status Migrate();
 
@@ -106,6 +145,29 @@ class ServingService {
   Status Remove(const std::string& name, const std::string& message);
   // Loads every InService endpoint's model (at server start).
   Status LoadAll();
+  // The autoscaler: a thread that ticks every variant's runtime (about every
+  // 250 ms) and stops runtimes that were swapped out once idle. Stop() also
+  // stops every runtime (queued requests are scored first).
+  void Start();
+  void Stop();
+  ~ServingService();
+
+  // Captures requests of endpoints whose settings ask for it into encrypted
+  // segments under `root` (serving/capture.h). Without it nothing is captured.
+  void EnableCapture(std::filesystem::path root, const crypto::Keyring* keyring);
+  // Writes what an endpoint's capture holds in memory to a segment now (so a
+  // reader sees the latest requests). Ok if the endpoint captures nothing.
+  Status FlushCapture(std::string_view endpoint);
+  const std::filesystem::path& capture_root() const { return capture_root_; }
+  // Every endpoint's and variant's series, for /metrics.
+  Metrics& metrics() { return *metrics_; }
+
+  // The endpoint as it serves now, without locks or database reads (a
+  // per-thread snapshot, refreshed when an endpoint changes). NotFound if it
+  // is not serving.
+  Result<std::shared_ptr<const LiveEndpoint>> Live(std::string_view name) const;
+  // Every serving endpoint (metrics, readiness).
+  std::vector<std::shared_ptr<const LiveEndpoint>> LiveEndpoints() const;
 
   Result<std::vector<Endpoint>> List() const;
   Result<Endpoint> Get(std::string_view name) const;
@@ -127,21 +189,41 @@ class ServingService {
   std::vector<RequestRecord> RecentRequests(std::string_view endpoint, size_t limit) const;
 
  private:
-  struct Live {
-    std::vector<std::shared_ptr<const LoadedModel>> variants;
-    std::vector<int> weights;
-  };
+  using Snapshot = std::map<std::string, std::shared_ptr<const LiveEndpoint>, std::less<>>;
   Result<std::shared_ptr<const LoadedModel>> Load(const std::string& endpoint,
                                                   const registry::ModelVersion& v);
-  Result<std::shared_ptr<const Live>> LoadVariants(const std::string& endpoint, const std::string& group,
-                                                   const std::vector<Variant>& variants);
+  Result<std::shared_ptr<const LiveEndpoint>> LoadVariants(const std::string& endpoint,
+                                                           const std::string& stage, const std::string& group,
+                                                           const std::vector<Variant>& variants,
+                                                           const std::string& settings_json);
+  // Publishes `live` for its endpoint (nullptr removes it); runtimes no longer
+  // served go to the retired list. Under deploy_mu_.
+  void Publish(const std::string& name, std::shared_ptr<const LiveEndpoint> live);
+  std::shared_ptr<const Snapshot> Current() const;
+  void Autoscale();
 
   store::Database* db_;
   blob::BlobStore* blobs_;
   registry::RegistryService* registry_;
-  std::mutex deploy_mu_;  // serialises Deploy
-  mutable std::shared_mutex mu_;
-  std::map<std::string, std::shared_ptr<const Live>, std::less<>> live_;
+  std::unique_ptr<Metrics> metrics_;  // before the runtimes, which point into it
+  std::mutex deploy_mu_;              // serialises Deploy
+  // The published endpoints: replaced whole under publish_mu_, read through
+  // per-thread copies that are refreshed when generation_ moves.
+  mutable std::mutex publish_mu_;
+  std::shared_ptr<const Snapshot> snapshot_ = std::make_shared<Snapshot>();
+  std::atomic<uint64_t> generation_;
+  struct Retired {
+    std::shared_ptr<VariantRuntime> runtime;
+    int64_t since_ms;
+  };
+  std::vector<Retired> retired_;  // under publish_mu_
+  std::filesystem::path capture_root_;
+  const crypto::Keyring* keyring_ = nullptr;
+  std::map<std::string, std::shared_ptr<CaptureWriter>, std::less<>> captures_;  // under deploy_mu_
+  std::thread autoscaler_;
+  std::mutex autoscaler_mu_;
+  std::condition_variable autoscaler_cv_;
+  bool autoscaler_stop_ = false;
   mutable std::mutex stats_mu_;
   std::map<std::string, std::vector<RequestRecord>, std::less<>> requests_;  // ring per endpoint
   std::map<std::string, size_t, std::less<>> next_;                          // ring positions

@@ -8,9 +8,12 @@
 #include "core/time.h"
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -19,6 +22,7 @@
 #include "events/events.h"
 #include "ml/xgboost_model.h"
 #include "registry/registry.h"
+#include "serving/runtime.h"
 
 namespace takt::serving {
 namespace {
@@ -57,6 +61,13 @@ std::string TrainTinyModel(size_t which) {
   auto trained = ml::Train(x, y, nullptr, nullptr, opts);
   EXPECT_TRUE(trained.has_value()) << trained.error().ToString();
   return trained ? trained->model_json : std::string();
+}
+
+// What an endpoint's model answers for `x`, through LoadedModel::Score (the tree engine).
+Result<std::vector<float>> Served(const LoadedModel& m, const ml::Matrix& x) {
+  std::vector<float> out(x.rows * m.num_outputs);
+  TAKT_RETURN_IF_ERROR(m.Score(x.values.data(), x.rows, out.data()));
+  return out;
 }
 
 std::vector<float> ReferencePredict(const std::string& model_json, const ml::Matrix& x) {
@@ -186,10 +197,10 @@ TEST_F(ServingTest, DeployServesTheApprovedModelExactly) {
   EXPECT_EQ(m.group, "weld-pm");
   EXPECT_EQ(m.version, 1);
   EXPECT_EQ(m.feature_names, kFeatures);
-  ASSERT_NE(m.model, nullptr);
+  ASSERT_NE(m.engine, nullptr);  // the compiled engine serves it
 
   ml::Matrix rows = MakeRows(64, 99);
-  auto served = m.model->Predict(rows);
+  auto served = Served(m, rows);
   ASSERT_TRUE(served.has_value()) << served.error().ToString();
   std::vector<float> want = ReferencePredict(*model_a_, rows);
   ASSERT_EQ(served->size(), 64u);
@@ -330,11 +341,11 @@ TEST_F(ServingTest, DeployingANewVersionSwapsWhileHoldersKeepTheOldModel) {
   auto now = serving_->Find("weld-pm-dev");
   ASSERT_TRUE(now.has_value());
   EXPECT_EQ((*now)->version, 2);
-  EXPECT_EQ(*(*now)->model->Predict(rows), want_b);
+  EXPECT_EQ(*Served(**now, rows), want_b);
 
   // The request that took the model before the swap finishes on it.
   EXPECT_EQ(old->version, 1);
-  EXPECT_EQ(*old->model->Predict(rows), want_a);
+  EXPECT_EQ(*Served(*old, rows), want_a);
 }
 
 TEST_F(ServingTest, StagesAreSeparateEndpoints) {
@@ -367,7 +378,7 @@ TEST_F(ServingTest, LoadAllInAFreshServiceRestoresTheEndpoint) {
   ASSERT_TRUE(found.has_value()) << found.error().ToString();
   EXPECT_EQ((*found)->version, 1);
   EXPECT_EQ((*found)->feature_names, kFeatures);
-  EXPECT_EQ(*(*found)->model->Predict(rows), want);
+  EXPECT_EQ(*Served(**found, rows), want);
   EXPECT_EQ(serving2.Get("weld-pm-dev")->last_event_id, "ev-1");
 }
 
@@ -389,7 +400,7 @@ TEST_F(ServingTest, ConcurrentReadersAlwaysSeeAConsistentModelWhileDeploySwaps) 
           ++mismatches;
           continue;
         }
-        auto p = (*m)->model->Predict(rows);
+        auto p = Served(**m, rows);
         if (!p || *p != want[(*m)->version - 1]) ++mismatches;
         ++predictions;
       }
@@ -500,6 +511,129 @@ TEST_F(ServingTest, RequestOutcomesAreCountedPerVariantInAWindow) {
   ASSERT_TRUE(serving_->Remove("weld-pm-dev", "test"));
   EXPECT_FALSE(serving_->Find("weld-pm-dev").has_value());
   EXPECT_EQ(serving_->Remove("weld-pm-dev", "again").error().code(), Code::kNotFound);
+}
+
+}  // namespace
+}  // namespace takt::serving
+
+namespace takt::serving {
+namespace {
+
+// Submits one row to whatever the endpoint serves now and waits for the answer.
+struct OneCall {
+  std::vector<float> row;
+  float out = -1;
+  Job job;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  Status status = Ok();
+  explicit OneCall(const ml::Matrix& rows, size_t r)
+      : row(rows.values.begin() + static_cast<std::ptrdiff_t>(r * rows.cols),
+            rows.values.begin() + static_cast<std::ptrdiff_t>((r + 1) * rows.cols)) {
+    job.rows = row.data();
+    job.n = 1;
+    job.out = &out;
+    job.done = [this](Status s, size_t) {
+      std::lock_guard lock(mu);
+      status = std::move(s);
+      done = true;
+      cv.notify_all();
+    };
+  }
+  bool Wait() {
+    std::unique_lock lock(mu);
+    return cv.wait_for(lock, std::chrono::seconds(10), [&] { return done; });
+  }
+};
+
+TEST_F(ServingTest, SwapsUnderLoadLoseNoRequestAndEveryAnswerComesFromOneOfTheModels) {
+  ASSERT_EQ(RegisterApproved("weld-pm", *model_a_), 1);
+  ASSERT_EQ(RegisterApproved("weld-pm", *model_b_), 2);
+  const std::string batching =
+      R"({"replicas":{"min":2,"max":2},"batching":{"max_batch_size":8,"max_wait_us":200}})";
+  ASSERT_TRUE(serving_->SetVariants("weld-pm", "dev", {{"", 1, 100}}, "", batching).has_value());
+  serving_->Start();
+  ml::Matrix rows = MakeRows(32, 5);
+  std::vector<float> want_a = ReferencePredict(*model_a_, rows);
+  std::vector<float> want_b = ReferencePredict(*model_b_, rows);
+  std::atomic<bool> stop{false};
+  std::atomic<int> served{0}, wrong{0}, failed{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 4; ++t) {
+    clients.emplace_back([&, t] {
+      for (size_t i = static_cast<size_t>(t); !stop; i = (i + 1) % rows.rows) {
+        auto live = serving_->Live("weld-pm-dev");
+        if (!live) {
+          ++failed;
+          continue;
+        }
+        VariantRuntime* rt = (*live)->Pick(50);
+        OneCall call(rows, i);
+        if (!rt->Submit(&call.job) || !call.Wait() || !call.status) {
+          ++failed;
+          continue;
+        }
+        float want = rt->model().version == 1 ? want_a[i] : want_b[i];
+        if (call.out != want) ++wrong;
+        ++served;
+      }
+    });
+  }
+  for (int k = 0; k < 10; ++k) {
+    int v = k % 2 == 0 ? 2 : 1;
+    ASSERT_TRUE(serving_->SetVariants("weld-pm", "dev", {{"", v, 100}}, "", batching).has_value());
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  }
+  stop = true;
+  for (auto& c : clients) c.join();
+  EXPECT_GT(served.load(), 0);
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_EQ(wrong.load(), 0);
+}
+
+TEST_F(ServingTest, EndpointSettingsShapeTheRuntimeAndBadSettingsChangeNothing) {
+  ASSERT_EQ(RegisterApproved("weld-pm", *model_a_), 1);
+  ASSERT_TRUE(serving_
+                  ->SetVariants("weld-pm", "prod", {{"", 1, 100}}, "",
+                                R"({"replicas":{"min":3,"max":6},"autoscaling":{"target_in_flight":2},)"
+                                R"("queue":{"capacity":7}})")
+                  .has_value());
+  auto live = serving_->Live("weld-pm-prod");
+  ASSERT_TRUE(live.has_value());
+  const VariantRuntime& rt = *(*live)->variants.front();
+  EXPECT_EQ(rt.Stats().replicas, 3);
+  EXPECT_EQ(rt.settings().max_replicas, 6);
+  EXPECT_EQ(rt.settings().queue_capacity, 7);
+  auto bad = serving_->SetVariants("weld-pm", "prod", {{"", 1, 100}}, "", R"({"queue":{"capacity":-1}})");
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_THAT(bad.error().message(), HasSubstr("queue.capacity"));
+  auto after = serving_->Live("weld-pm-prod");
+  ASSERT_TRUE(after.has_value());
+  EXPECT_EQ(after->get(), live->get());  // nothing was published
+  auto stored = serving_->Get("weld-pm-prod");
+  ASSERT_TRUE(stored.has_value());
+  EXPECT_THAT(stored->settings_json, HasSubstr("\"min\":3"));
+}
+
+TEST_F(ServingTest, SwappedOutRuntimesAreStoppedOnceIdle) {
+  ASSERT_EQ(RegisterApproved("weld-pm", *model_a_), 1);
+  ASSERT_EQ(RegisterApproved("weld-pm", *model_b_), 2);
+  ASSERT_TRUE(serving_->Deploy("weld-pm", 1, "dev", "").has_value());
+  auto old = serving_->Live("weld-pm-dev");
+  ASSERT_TRUE(old.has_value());
+  std::shared_ptr<VariantRuntime> v1 = (*old)->variants.front();
+  old->reset();
+  serving_->Start();
+  ASSERT_TRUE(serving_->Deploy("weld-pm", 2, "dev", "").has_value());
+  EXPECT_EQ(v1->Stats().replicas, 1);  // still up for requests that picked it
+  for (int i = 0; i < 100 && v1->Stats().replicas > 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(v1->Stats().replicas, 0);
+  OneCall late(MakeRows(1, 1), 0);
+  auto refused = v1->Submit(&late.job);
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code(), Code::kUnavailable);
 }
 
 }  // namespace

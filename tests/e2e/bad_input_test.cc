@@ -141,8 +141,14 @@ TEST_F(BadInputTest, UnknownModelsAndVersionsAreNotFound) {
   ExpectHttpError(client_->Send("GET", "/api/v1/models/weld-pm/versions/seven"), 400, "INVALID_ARGUMENT");
   ExpectHttpError(client_->Send("GET", "/api/v1/runs/run-nope"), 404, "NOT_FOUND");
   ExpectHttpError(client_->Send("GET", "/api/v1/endpoints/weld-pm-prod"), 404, "NOT_FOUND");
-  ExpectHttpError(client_->Send("POST", "/v2/models/weld-pm-dev/infer", "{}", "application/json"), 404,
-                  "NOT_FOUND");
+  // OIP errors are {"error": "<message>"} (with takt's code beside it).
+  auto oip = client_->Send("POST", "/v2/models/weld-pm-dev/infer", "{}", "application/json");
+  ASSERT_TRUE(oip.has_value());
+  EXPECT_EQ(oip->status, 404) << oip->body;
+  auto j = Json::parse(oip->body, nullptr, false);
+  ASSERT_TRUE(j.is_object() && j["error"].is_string()) << oip->body;
+  EXPECT_NE(j["error"].get<std::string>().find("weld-pm-dev"), std::string::npos) << oip->body;
+  EXPECT_EQ(j["code"], "NOT_FOUND");
 }
 
 TEST_F(BadInputTest, MalformedOversizeAndMistypedRequestsChangeNothing) {
