@@ -563,20 +563,24 @@ namespace {
 // plaintext token is kept): an inference request then costs no database
 // read. Principals cannot change personas or lose tokens without a restart
 // today; when they can, such changes apply within the second.
-Result<iam::Principal> CachedAuthenticate(Platform& p, const std::string& token) {
+Result<std::shared_ptr<const iam::Principal>> CachedAuthenticate(Platform& p, const std::string& token) {
   struct Entry {
     std::chrono::steady_clock::time_point until;
-    iam::Principal principal;
+    std::shared_ptr<const iam::Principal> principal;
   };
   thread_local std::unordered_map<std::string, Entry> cache;
-  if (token.empty() || token.size() > 256) return p.iam->Authenticate(token);
+  if (token.empty() || token.size() > 256) {
+    TAKT_ASSIGN_OR_RETURN(iam::Principal principal, p.iam->Authenticate(token));
+    return std::make_shared<const iam::Principal>(std::move(principal));
+  }
   std::string key = crypto::Sha256Hex(token);
   auto now = std::chrono::steady_clock::now();
   if (auto it = cache.find(key); it != cache.end() && it->second.until > now) return it->second.principal;
   TAKT_ASSIGN_OR_RETURN(iam::Principal principal, p.iam->Authenticate(token));
   if (cache.size() > 1024) cache.clear();
-  cache[key] = Entry{now + std::chrono::seconds(1), principal};
-  return principal;
+  auto shared = std::make_shared<const iam::Principal>(std::move(principal));
+  cache[key] = Entry{now + std::chrono::seconds(1), shared};
+  return shared;
 }
 
 }  // namespace
@@ -602,8 +606,8 @@ void InstallHooks(http::Server& server, Platform& p) {
       r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"takt\"");
       return r;
     }
-    req.principal_id = principal->name;
-    iam::Decision d = iam::Authorize(*principal, route.action);
+    req.principal_id = (*principal)->name;
+    iam::Decision d = iam::Authorize(**principal, route.action);
     if (!d.allowed) return refuse(Error(Code::kPermissionDenied, d.reason));
     return std::nullopt;
   });

@@ -529,16 +529,24 @@ Result<std::shared_ptr<const LoadedModel>> ServingService::FindVariant(std::stri
 
 void ServingService::Record(std::string_view endpoint, std::string_view variant, int status,
                             double latency_ms, std::string_view error) {
-  RequestRecord rec{RealClock().NowMillis(), std::string(variant), status, latency_ms, std::string(error)};
+  int64_t now = RealClock().NowMillis();
   std::lock_guard<std::mutex> lock(stats_mu_);
   auto it = requests_.find(endpoint);
-  if (it == requests_.end())
+  if (it == requests_.end()) {
     it = requests_.emplace(std::string(endpoint), std::vector<RequestRecord>{}).first;
-  size_t& next = next_[std::string(endpoint)];
+    next_.emplace(std::string(endpoint), 0);
+  }
+  size_t& next = next_.find(endpoint)->second;
   if (it->second.size() < kWindow) {
-    it->second.push_back(std::move(rec));
+    it->second.push_back({now, std::string(variant), status, latency_ms, std::string(error)});
   } else {
-    it->second[next] = std::move(rec);
+    // Reuses the slot's strings: no allocation once the ring is full.
+    RequestRecord& slot = it->second[next];
+    slot.time_ms = now;
+    slot.variant.assign(variant);
+    slot.status = status;
+    slot.latency_ms = latency_ms;
+    slot.error.assign(error);
   }
   next = (next + 1) % kWindow;
 }
