@@ -19,8 +19,9 @@ packages=(
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   # reference implementation for prediction-equality tests (Debian's python)
   python3-xgboost python3-numpy curl
-  # serving: a real Prometheus scrapes /metrics in a test; boto3's sagemaker-runtime client calls takt
-  prometheus python3-boto3
+  # serving: a real Prometheus scrapes /metrics in a test; boto3's sagemaker-runtime client calls takt;
+  # libFuzzer (clang's runtime) for the request-parser fuzz test (fuzz/run.sh)
+  prometheus python3-boto3 clang libclang-rt-14-dev
   # peers the benchmarks compare with (bench/; bench/serving: wrk against Flask+gunicorn and nginx)
   python3-pandas wrk nginx gunicorn python3-flask
 )
