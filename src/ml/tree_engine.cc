@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "core/json.h"
+#include "ml/model_json.h"
 #include "ml/xgboost_model_check.h"
 
 namespace takt::ml {
@@ -105,34 +106,9 @@ Result<std::string> NormalizeJson(std::string_view text) {
   return out;
 }
 
-const Json* Member(const Json& obj, std::string_view key) {
-  if (!obj.is_object()) return nullptr;
-  auto it = obj.find(key);
-  return it == obj.end() ? nullptr : &*it;
-}
-
-// XGBoost writes most parameters as strings ("4"), some as numbers.
-std::optional<int64_t> AsInt(const Json& v) {
-  if (v.is_number_integer()) return v.get<int64_t>();
-  if (v.is_string()) {
-    const std::string& s = v.get_ref<const std::string&>();
-    int64_t out = 0;
-    auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-    if (ec == std::errc() && ptr == s.data() + s.size()) return out;
-  }
-  return std::nullopt;
-}
-
-Result<int64_t> IntParam(const Json& obj, std::string_view key, std::string_view where,
-                         std::optional<int64_t> fallback = std::nullopt) {
-  const Json* v = Member(obj, key);
-  if (v == nullptr && fallback) return *fallback;
-  std::optional<int64_t> i = v ? AsInt(*v) : std::nullopt;
-  if (!i) {
-    return InvalidArgument(std::string(where) + "." + std::string(key) + " is missing or not an integer");
-  }
-  return *i;
-}
+using internal::Array;
+using internal::IntParam;
+using internal::Member;
 
 Result<float> FloatParam(const Json& obj, std::string_view key, std::string_view where) {
   const Json* v = Member(obj, key);
@@ -144,14 +120,6 @@ Result<float> FloatParam(const Json& obj, std::string_view key, std::string_view
     if (ec == std::errc() && ptr == s.data() + s.size()) return out;
   }
   return InvalidArgument(std::string(where) + "." + std::string(key) + " is missing or not a number");
-}
-
-Result<const Json*> Array(const Json& obj, std::string_view key, std::string_view where) {
-  const Json* v = Member(obj, key);
-  if (v == nullptr || !v->is_array()) {
-    return InvalidArgument(std::string(where) + "." + std::string(key) + " is missing or not an array");
-  }
-  return v;
 }
 
 // The integers of obj[key]; with `size`, it must have that many.

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/json.h"
+#include "ml/model_json.h"
 
 namespace takt::ml::internal {
 namespace {
@@ -73,42 +74,6 @@ Result<Json> Parse(std::string_view bytes, Json::input_format_t format) {
     return InvalidArgument(std::string(what) + " malformed: " + e.what());
   }
   return doc;
-}
-
-const Json* Member(const Json& obj, std::string_view key) {
-  if (!obj.is_object()) return nullptr;
-  auto it = obj.find(key);
-  return it == obj.end() ? nullptr : &*it;
-}
-
-// XGBoost writes most parameters as strings ("4"), some as numbers.
-std::optional<int64_t> AsInt(const Json& v) {
-  if (v.is_number_integer()) return v.get<int64_t>();
-  if (v.is_string()) {
-    const std::string& s = v.get_ref<const std::string&>();
-    int64_t out = 0;
-    auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-    if (ec == std::errc() && ptr == s.data() + s.size()) return out;
-  }
-  return std::nullopt;
-}
-
-Result<int64_t> IntParam(const Json& obj, std::string_view key, std::string_view where,
-                         std::optional<int64_t> fallback = std::nullopt) {
-  const Json* v = Member(obj, key);
-  if (v == nullptr && fallback) return *fallback;
-  std::optional<int64_t> i = v ? AsInt(*v) : std::nullopt;
-  if (!i)
-    return InvalidArgument(std::string(where) + "." + std::string(key) + " is missing or not an integer");
-  return *i;
-}
-
-Result<const Json*> Array(const Json& obj, std::string_view key, std::string_view where) {
-  const Json* v = Member(obj, key);
-  if (v == nullptr || !v->is_array()) {
-    return InvalidArgument(std::string(where) + "." + std::string(key) + " is missing or not an array");
-  }
-  return v;
 }
 
 // Integers of an array (any non-integer fails).
