@@ -112,10 +112,38 @@ Result<std::string> Base64Decode(std::string_view text) {
   return out;
 }
 
+namespace {
+
+// SHA-256 fetched from the default provider once: EVP_sha256() makes
+// OpenSSL 3 look the implementation up again on every digest (locks, a hash
+// table), which costs more than hashing a token.
+const EVP_MD* Sha256Md() {
+  static EVP_MD* md = [] {
+    EVP_MD* fetched = EVP_MD_fetch(nullptr, "SHA2-256", nullptr);
+    if (fetched == nullptr) Die("SHA-256 is not available");
+    return fetched;
+  }();
+  return md;
+}
+
+}  // namespace
+
 std::string Sha256Hex(std::string_view data) {
+  struct Ctx {
+    Ctx() : ctx(EVP_MD_CTX_new()) {
+      if (ctx == nullptr) Die("EVP_MD_CTX_new failed");
+    }
+    ~Ctx() { EVP_MD_CTX_free(ctx); }
+    EVP_MD_CTX* ctx;
+  };
+  thread_local Ctx reused;
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  if (EVP_Digest(Bytes(data), data.size(), md, &len, EVP_sha256(), nullptr) != 1) Die("SHA-256 failed");
+  if (EVP_DigestInit_ex2(reused.ctx, Sha256Md(), nullptr) != 1 ||
+      EVP_DigestUpdate(reused.ctx, data.data(), data.size()) != 1 ||
+      EVP_DigestFinal_ex(reused.ctx, md, &len) != 1) {
+    Die("SHA-256 failed");
+  }
   return HexEncode(std::string_view(reinterpret_cast<const char*>(md), len));
 }
 
@@ -126,7 +154,7 @@ struct Sha256::Impl {
   }
   ~Impl() { EVP_MD_CTX_free(ctx); }
   void Reset() {
-    if (EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr) != 1) Die("SHA-256 init failed");
+    if (EVP_DigestInit_ex2(ctx, Sha256Md(), nullptr) != 1) Die("SHA-256 init failed");
   }
   EVP_MD_CTX* ctx;
 };

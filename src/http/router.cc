@@ -87,57 +87,38 @@ Match Router::Find(std::string_view method, std::string_view path,
   }
 
   // Rank of a match, compared lexicographically: per segment 2 literal, 1 {name}, 0 {rest...}.
+  // Patterns are compared without collecting parameters; only the best match's are.
   std::vector<int> best_rank;
-  std::map<std::string, std::string> best_params;
+  size_t best = routes_.size();
   std::vector<std::string> other_methods;
   std::vector<int> rank;
-  std::map<std::string, std::string> found;
   for (size_t r = 0; r < routes_.size(); ++r) {
     const Pattern& pattern = patterns_[r];
     if (!pattern.error.empty()) continue;
+    const auto& segments = pattern.segments;
+    bool rest = !segments.empty() && segments.back().kind == Segment::kRest;
+    if (rest ? raw.size() < segments.size() : raw.size() != segments.size()) continue;
     rank.clear();
-    found.clear();
     bool ok = true;
-    size_t i = 0;
-    for (const Segment& segment : pattern.segments) {
+    for (size_t i = 0; i < segments.size() && ok; ++i) {
+      const Segment& segment = segments[i];
       if (segment.kind == Segment::kRest) {
-        if (i >= raw.size()) {
-          ok = false;
-          break;
-        }
-        // The remainder of the raw path from this segment on, decoded as a whole.
-        size_t offset = static_cast<size_t>(raw[i].data() - path.data());
-        auto rest = PercentDecode(path.substr(offset));
-        if (!rest || rest->empty()) {
-          ok = false;
-          break;
-        }
-        found[segment.text] = std::move(*rest);
         rank.push_back(0);
-        i = raw.size();
-        break;
-      }
-      if (i >= raw.size()) {
-        ok = false;
-        break;
-      }
-      if (segment.kind == Segment::kLiteral) {
-        if (decoded[i] != segment.text) {
-          ok = false;
-          break;
-        }
+      } else if (segment.kind == Segment::kLiteral) {
+        ok = decoded[i] == segment.text;
         rank.push_back(2);
       } else {
-        if (decoded[i].empty()) {
-          ok = false;
-          break;
-        }
-        found[segment.text] = decoded[i];
+        ok = !decoded[i].empty();
         rank.push_back(1);
       }
-      ++i;
     }
-    if (!ok || i != raw.size()) continue;
+    if (!ok) continue;
+    if (rest) {
+      // The remainder of the raw path from the rest segment on, decoded as a whole, must not be empty.
+      size_t offset = static_cast<size_t>(raw[segments.size() - 1].data() - path.data());
+      auto remainder = PercentDecode(path.substr(offset));
+      if (!remainder || remainder->empty()) continue;
+    }
     const Route& route = routes_[r];
     if (route.method != method) {
       if (std::find(other_methods.begin(), other_methods.end(), route.method) == other_methods.end()) {
@@ -148,11 +129,22 @@ Match Router::Find(std::string_view method, std::string_view path,
     if (match.route == nullptr || rank > best_rank) {
       match.route = &route;
       best_rank = rank;
-      best_params = found;
+      best = r;
     }
   }
   if (match.route != nullptr) {
-    if (params != nullptr) *params = std::move(best_params);
+    if (params != nullptr) {
+      params->clear();
+      const auto& segments = patterns_[best].segments;
+      for (size_t i = 0; i < segments.size(); ++i) {
+        if (segments[i].kind == Segment::kParam) {
+          (*params)[segments[i].text] = decoded[i];
+        } else if (segments[i].kind == Segment::kRest) {
+          size_t offset = static_cast<size_t>(raw[i].data() - path.data());
+          (*params)[segments[i].text] = *PercentDecode(path.substr(offset));
+        }
+      }
+    }
     return match;
   }
   if (!other_methods.empty()) {

@@ -3,8 +3,12 @@
 
 #include "http/server.h"
 
+#include <fcntl.h>
+
 #include <algorithm>
+#include <array>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -21,7 +25,6 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -267,6 +270,29 @@ struct ResponderGate {
   bool open = true;
 };
 
+using Clock = std::chrono::steady_clock;
+constexpr Clock::time_point kNever = Clock::time_point::max();
+// How often an event loop looks for connections past their deadline: a
+// timeout fires up to this much late, never early.
+constexpr std::chrono::milliseconds kSweepEvery{100};
+
+using Executor = net::io_context::executor_type;
+using Socket = net::basic_stream_socket<tcp, Executor>;
+using Acceptor = net::basic_socket_acceptor<tcp, Executor>;
+
+// One event loop: a thread running an io_context of its own. A connection
+// lives on one loop for its whole life and all of its socket I/O runs there,
+// so a connection needs no strand and loops share no lock on the hot path.
+struct Loop {
+  net::io_context ioc{1};
+  std::optional<net::executor_work_guard<Executor>> work;
+  std::optional<net::steady_timer> sweep;  // deadlines of this loop's connections
+  bool sweeping = true;                    // loop thread only: false once Stop ended the sweeps
+  std::mutex mu;                           // sessions (appended on accept, read by Stop)
+  std::vector<std::weak_ptr<Session>> sessions;
+  size_t prune_at = 64;
+};
+
 struct ServerState {
   ServerOptions options;
   std::shared_ptr<ResponderGate> gate = std::make_shared<ResponderGate>();
@@ -277,23 +303,27 @@ struct ServerState {
   std::mutex mu;
   bool started = false;
   bool stopping = false;
-  std::vector<std::weak_ptr<Session>> sessions;  // pruned of expired entries as it grows
-  size_t prune_at = 64;
   int threads_running = 0;
   std::condition_variable threads_done;
   std::atomic<uint16_t> port{0};
   std::vector<std::shared_ptr<StreamJob>> streams;  // running on stream threads
   std::condition_variable streams_done;
+  std::atomic<size_t> next_loop{0};
 
   // Declared after the members above: destroyed first, so handlers destroyed
-  // with the io_context never outlive the state they point to.
-  net::io_context ioc;
-  std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
-  std::optional<tcp::acceptor> acceptor;  // on its own strand
+  // with the io_contexts never outlive the state they point to.
+  // The handler pool: handlers of plain routes and the hooks that may write
+  // (audit) run here, so a slow handler never stalls a loop's connections.
+  net::io_context pool;
+  std::optional<net::executor_work_guard<Executor>> pool_work;
+  std::vector<std::unique_ptr<Loop>> loops;
+  std::optional<Acceptor> acceptor;  // on loops[0]
   std::optional<net::steady_timer> accept_backoff;
   std::vector<std::thread> threads;
 
-  explicit ServerState(int concurrency) : ioc(concurrency) {}
+  ServerState(int pool_threads, int loop_count) : pool(pool_threads) {
+    for (int i = 0; i < loop_count; ++i) loops.push_back(std::make_unique<Loop>());
+  }
 };
 
 // Runs `work` for `job` on a new stream thread, unless the server is stopping
@@ -360,54 +390,77 @@ bool PrepareStream(const Request& request, Response& response) {
   return true;
 }
 
-// One connection. Every member is touched only from the connection's strand
-// (RunStream, which runs on a stream thread, touches only its StreamJob).
+// One connection. Every member is touched only from the connection's loop
+// thread, except request_ while a plain handler runs in the pool (the loop
+// leaves it alone until the answer is posted back) and the StreamJob a stream
+// thread runs.
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(ServerState& server, tcp::socket socket, std::string remote)
-      : server_(server), stream_(std::move(socket)), remote_(std::move(remote)) {}
+  Session(ServerState& server, Socket socket, std::string remote)
+      : server_(server), socket_(std::move(socket)), remote_(std::move(remote)) {}
 
   void Start() {
-    net::dispatch(stream_.get_executor(), [self = shared_from_this()] {
-      self->stream_.expires_after(self->server_.options.read_timeout);
+    net::dispatch(socket_.get_executor(), [self = shared_from_this()] {
+      self->request_deadline_ = Clock::now() + self->server_.options.read_timeout;
       self->ReadHeader();
     });
   }
 
   // Posted by Server::Stop.
   void PostClose() {
-    net::post(stream_.get_executor(), [self = shared_from_this()] { self->CloseNow(); });
+    net::post(socket_.get_executor(), [self = shared_from_this()] { self->CloseNow(); });
   }
 
   void CloseNow() {
     closed_ = true;
+    deadline_ = kNever;
     if (job_) job_->Cancel(Error(Code::kUnavailable, "the connection closed"));
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-    stream_.close();
+    socket_.shutdown(tcp::socket::shutdown_both, ec);
+    socket_.close(ec);
     // A pending async answer no longer has anywhere to go; this may be the
     // last reference, so it goes last.
     auto hold = std::move(async_hold_);
   }
 
+  // The loop's sweep: the pending operation ran out of time. Its completion
+  // sees beast::error::timeout (as with beast::tcp_stream).
+  void SweepDeadline(Clock::time_point now) {
+    if (closed_ || deadline_ > now) return;
+    timed_out_ = true;
+    deadline_ = kNever;
+    beast::error_code ec;
+    socket_.close(ec);
+  }
+
  private:
+  // The completion of a socket operation: its deadline no longer applies, and
+  // an operation the sweep cut short reports a timeout.
+  template <typename F>
+  auto Io(F f) {
+    return [self = shared_from_this(), f = std::move(f)](beast::error_code ec, size_t n) mutable {
+      self->deadline_ = kNever;
+      if (ec && self->timed_out_) ec = beast::error::timeout;
+      f(*self, ec, n);
+    };
+  }
+
   // Between keep-alive requests: wait up to idle_timeout for the next request
   // to begin, then give the whole request read_timeout.
   void WaitForRequest() {
     if (closed_) return;
     if (buffer_.size() > 0) {  // pipelined: the next request has begun
-      stream_.expires_after(server_.options.read_timeout);
+      request_deadline_ = Clock::now() + server_.options.read_timeout;
       ReadHeader();
       return;
     }
-    stream_.expires_after(server_.options.idle_timeout);
-    stream_.async_read_some(buffer_.prepare(kReadChunk),
-                            [self = shared_from_this()](beast::error_code ec, size_t n) {
-                              if (ec) return self->CloseNow();
-                              self->buffer_.commit(n);
-                              self->stream_.expires_after(self->server_.options.read_timeout);
-                              self->ReadHeader();
-                            });
+    deadline_ = Clock::now() + server_.options.idle_timeout;
+    socket_.async_read_some(buffer_.prepare(kReadChunk), Io([](Session& s, beast::error_code ec, size_t n) {
+                              if (ec) return s.CloseNow();
+                              s.buffer_.commit(n);
+                              s.request_deadline_ = Clock::now() + s.server_.options.read_timeout;
+                              s.ReadHeader();
+                            }));
   }
 
   void ReadHeader() {
@@ -418,9 +471,31 @@ class Session : public std::enable_shared_from_this<Session> {
     // The route's limit applies once it is known. (Not boost::none: Beast 1.74 compares
     // the length against an empty optional as "over the limit".)
     header_parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
-    bhttp::async_read_header(
-        stream_, buffer_, *header_parser_,
-        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
+    ParseHeader();
+  }
+
+  // Feeds what the buffer holds to the header parser; reads more while the
+  // header is incomplete. The parser works on the buffer directly: a request
+  // that arrived whole is parsed without another trip through the loop.
+  void ParseHeader() {
+    while (buffer_.size() > 0) {
+      beast::error_code ec;
+      size_t used = header_parser_->put(buffer_.data(), ec);
+      buffer_.consume(used);
+      if (ec == bhttp::error::need_more) break;
+      if (ec) return OnHeader(ec);
+      if (header_parser_->is_header_done()) return OnHeader({});
+      if (used == 0) break;
+    }
+    deadline_ = request_deadline_;
+    socket_.async_read_some(buffer_.prepare(kReadChunk), Io([](Session& s, beast::error_code ec, size_t n) {
+                              if (ec)
+                                return s.OnHeader(ec == net::error::eof && s.buffer_.size() == 0
+                                                      ? bhttp::error::end_of_stream
+                                                      : ec);
+                              s.buffer_.commit(n);
+                              s.ParseHeader();
+                            }));
   }
 
   static bool IsHttpError(const beast::error_code& ec) {
@@ -496,8 +571,7 @@ class Session : public std::enable_shared_from_this<Session> {
     // turned away never gets to upload its body.
     if (std::optional<Response> denied = Authorize()) {
       close_after_ = has_body;
-      RunAfterHook(*denied);
-      return Write(std::move(*denied));
+      return HookThenWrite(std::move(*denied));
     }
     auto length = header_parser_->content_length();
     if (length && *length > route_->max_body_bytes) return TooLarge();
@@ -507,15 +581,15 @@ class Session : public std::enable_shared_from_this<Session> {
     body_parser_.emplace(std::move(*header_parser_));
     header_parser_.reset();
     body_parser_->body_limit(route_->max_body_bytes);
+    body_parser_->eager(true);
     if (ToLower(request_.Header("expect")) == "100-continue") {
       continue_.emplace(bhttp::status::continue_, 11);
-      stream_.expires_after(server_.options.read_timeout);
-      return bhttp::async_write(stream_, *continue_,
-                                [self = shared_from_this()](beast::error_code ec, size_t) {
-                                  self->continue_.reset();
-                                  if (ec) return self->CloseNow();
-                                  self->ReadBody();
-                                });
+      deadline_ = request_deadline_;
+      return bhttp::async_write(socket_, *continue_, Io([](Session& s, beast::error_code ec, size_t) {
+                                  s.continue_.reset();
+                                  if (ec) return s.CloseNow();
+                                  s.ReadBody();
+                                }));
     }
     ReadBody();
   }
@@ -524,18 +598,36 @@ class Session : public std::enable_shared_from_this<Session> {
     size_t start = 1;
     while (start <= raw_path.size()) {
       size_t end = std::min(raw_path.find('/', start), raw_path.size());
-      auto segment = PercentDecode(raw_path.substr(start, end - start));
-      if (segment && (*segment == "." || *segment == "..")) return true;
+      std::string_view raw = raw_path.substr(start, end - start);
       start = end + 1;
+      // Only a segment of at most six bytes with a '.' or an escape can decode to "." or "..".
+      if (raw.empty() || raw.size() > 6 || raw.find_first_of(".%") == std::string_view::npos) continue;
+      auto segment = PercentDecode(raw);
+      if (segment && (*segment == "." || *segment == "..")) return true;
     }
     return false;
   }
 
+  // Feeds the buffer to the body parser; reads more until the body is whole.
   void ReadBody() {
-    auto length = body_parser_->content_length();
-    if (!length || *length > kReadChunk) ReserveBodyBuffer();
-    bhttp::async_read(stream_, buffer_, *body_parser_,
-                      [self = shared_from_this()](beast::error_code ec, size_t) { self->OnBody(ec); });
+    while (!body_parser_->is_done() && buffer_.size() > 0) {
+      beast::error_code ec;
+      size_t used = body_parser_->put(buffer_.data(), ec);
+      buffer_.consume(used);
+      if (ec == bhttp::error::need_more) break;
+      if (ec) return OnBody(ec);
+      if (used == 0) break;
+    }
+    if (body_parser_->is_done()) return OnBody({});
+    // A large body is read with room for kBodyReadBuffer at a time, not kReadChunk.
+    auto length = body_parser_->content_length_remaining();
+    size_t room = !length || *length > kReadChunk ? kBodyReadBuffer : kReadChunk;
+    deadline_ = request_deadline_;
+    socket_.async_read_some(buffer_.prepare(room), Io([](Session& s, beast::error_code ec, size_t n) {
+                              if (ec) return s.OnBody(ec);
+                              s.buffer_.commit(n);
+                              s.ReadBody();
+                            }));
   }
 
   void OnBody(beast::error_code ec) {
@@ -557,8 +649,7 @@ class Session : public std::enable_shared_from_this<Session> {
     Response response = ErrorResponse(PayloadTooLarge("request body exceeds the limit of " +
                                                       std::to_string(route_->max_body_bytes) + " bytes for " +
                                                       route_->method + " " + route_->pattern));
-    RunAfterHook(response);
-    Write(std::move(response));
+    HookThenWrite(std::move(response));
   }
 
   // The before hook's verdict; without a hook, default deny for non-public routes.
@@ -573,28 +664,53 @@ class Session : public std::enable_shared_from_this<Session> {
     return std::nullopt;
   }
 
+  // A response that did not come from the handler (refused, too large, busy):
+  // the after hook, which may write an audit record, runs in the pool, and the
+  // response is sent from the loop once it returned.
+  void HookThenWrite(Response response) {
+    auto work = net::make_work_guard(socket_.get_executor());
+    net::post(server_.pool,
+              [self = shared_from_this(), work = std::move(work), response = std::move(response)]() mutable {
+                self->RunAfterHook(response);
+                Executor loop = work.get_executor();
+                net::post(loop, [self = std::move(self), response = std::move(response)]() mutable {
+                  self->Write(std::move(response));
+                });
+              });
+  }
+
   void Dispatch() {
-    if (std::optional<Response> refused = VerifyBody(request_)) {
-      RunAfterHook(*refused);
-      return Write(std::move(*refused));
-    }
+    if (std::optional<Response> refused = VerifyBody(request_)) return HookThenWrite(std::move(*refused));
     if (route_->async_handler) return DispatchAsync();
-    Response response = RunHandler(*route_, request_);
-    if (PrepareStream(request_, response)) return StartStreamedResponse(std::move(response));
-    RunAfterHook(response);
-    Write(std::move(response));
+    // A plain handler may block (a database, a file): it runs in the pool, and
+    // the loop goes on with its other connections meanwhile. Nothing of this
+    // connection is pending, and the loop leaves request_ alone until the
+    // answer is posted back.
+    auto work = net::make_work_guard(socket_.get_executor());
+    net::post(server_.pool, [self = shared_from_this(), work = std::move(work)]() mutable {
+      Response response = RunHandler(*self->route_, self->request_);
+      bool streamed = PrepareStream(self->request_, response);
+      if (!streamed) self->RunAfterHook(response);
+      Executor loop = work.get_executor();
+      net::post(loop, [self = std::move(self), streamed, response = std::move(response)]() mutable {
+        if (self->closed_) return;
+        if (streamed) return self->StartStreamedResponse(std::move(response));
+        self->Write(std::move(response));
+      });
+    });
   }
 
   // The handler answers through a responder, possibly from another thread:
-  // the response comes back to this strand. The session (and request_) stay
-  // alive until it does; a second call is ignored.
+  // the response comes back to this loop. The session (and request_) stay
+  // alive until it does; a second call is ignored. It runs on the loop: an
+  // async handler must not block.
   void DispatchAsync() {
     // Nothing of the socket is pending while the answer is computed: the
     // session keeps itself alive until FinishAsync (or a close) drops this.
     async_hold_ = shared_from_this();
     auto once = std::make_shared<std::atomic<bool>>(false);
     std::weak_ptr<Session> weak = weak_from_this();
-    auto executor = stream_.get_executor();
+    Executor executor = socket_.get_executor();
     Responder respond = [weak, executor, once, gate = server_.gate](Response response) {
       if (once->exchange(true)) return;
       std::shared_lock lock(gate->mu);
@@ -647,7 +763,7 @@ class Session : public std::enable_shared_from_this<Session> {
     auto job = std::make_shared<StreamJob>();
     job->route = route_;
     std::weak_ptr<Session> weak = weak_from_this();
-    auto executor = stream_.get_executor();
+    Executor executor = socket_.get_executor();
     job->pieces = std::make_unique<PiecePipe>([weak, executor] {
       net::post(executor, [weak] {
         if (auto self = weak.lock()) self->WriteNextPiece();
@@ -658,7 +774,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   bool Launch(const std::shared_ptr<StreamJob>& job) {
     auto self = shared_from_this();
-    auto executor = stream_.get_executor();
+    Executor executor = socket_.get_executor();
     ServerState* server = &server_;
     return LaunchStream(server_, job,
                         [server, self, job, executor] { RunStream(*server, self, *job, executor); });
@@ -727,8 +843,7 @@ class Session : public std::enable_shared_from_this<Session> {
                                                   std::to_string(std::max(1, server_.options.max_streams)) +
                                                   "); retry later"));
     response.headers.emplace_back("Retry-After", "1");
-    RunAfterHook(response);
-    Write(std::move(response));
+    HookThenWrite(std::move(response));
   }
 
   // A stream_body route passed the before hook: run its handler on a stream
@@ -741,7 +856,7 @@ class Session : public std::enable_shared_from_this<Session> {
       if (auto l = header_parser_->content_length()) length = *l;
     }
     std::weak_ptr<Session> weak = weak_from_this();
-    auto executor = stream_.get_executor();
+    Executor executor = socket_.get_executor();
     job->body = std::make_unique<BodyPipe>(length, has_body, [weak, executor] {
       net::post(executor, [weak] {
         if (auto self = weak.lock()) self->PumpBody();
@@ -775,19 +890,18 @@ class Session : public std::enable_shared_from_this<Session> {
     if (continue_pending_) {
       continue_pending_ = false;
       continue_.emplace(bhttp::status::continue_, 11);
-      stream_.expires_after(server_.options.read_timeout);
-      return bhttp::async_write(stream_, *continue_,
-                                [self = shared_from_this()](beast::error_code ec, size_t) {
-                                  self->body_op_pending_ = false;
-                                  self->continue_.reset();
-                                  if (self->handler_done_) return self->RespondToStream();
-                                  if (ec) {
-                                    self->body_failed_ = true;
-                                    return self->job_->body->Fail(
-                                        Error(Code::kUnavailable, "sending 100 Continue: " + ec.message()));
-                                  }
-                                  self->PumpBody();
-                                });
+      deadline_ = Clock::now() + server_.options.read_timeout;
+      return bhttp::async_write(
+          socket_, *continue_, Io([](Session& s, beast::error_code ec, size_t) {
+            s.body_op_pending_ = false;
+            s.continue_.reset();
+            if (s.handler_done_) return s.RespondToStream();
+            if (ec) {
+              s.body_failed_ = true;
+              return s.job_->body->Fail(Error(Code::kUnavailable, "sending 100 Continue: " + ec.message()));
+            }
+            s.PumpBody();
+          }));
     }
     if (!staging_) staging_ = std::make_unique<char[]>(kPipeChunk);
     ReserveBodyBuffer();
@@ -795,10 +909,9 @@ class Session : public std::enable_shared_from_this<Session> {
     body.data = staging_.get();
     body.size = kPipeChunk;
     body.more = true;
-    stream_.expires_after(server_.options.read_timeout);  // progress, not the whole body
-    bhttp::async_read_some(
-        stream_, buffer_, *stream_parser_,
-        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnBodyPiece(ec); });
+    deadline_ = Clock::now() + server_.options.read_timeout;  // progress, not the whole body
+    bhttp::async_read_some(socket_, buffer_, *stream_parser_,
+                           Io([](Session& s, beast::error_code ec, size_t) { s.OnBodyPiece(ec); }));
   }
 
   void OnBodyPiece(beast::error_code ec) {
@@ -844,7 +957,10 @@ class Session : public std::enable_shared_from_this<Session> {
     if (body_op_pending_) {
       // Its completion responds. A read is cut short; the 100 Continue (a few
       // bytes) is let finish, so the response never follows half of it.
-      if (!continue_) stream_.cancel();
+      if (!continue_) {
+        beast::error_code ignored;
+        socket_.cancel(ignored);
+      }
       return;
     }
     RespondToStream();
@@ -886,10 +1002,9 @@ class Session : public std::enable_shared_from_this<Session> {
     } catch (...) {
       return CloseNow();
     }
-    stream_.expires_after(server_.options.write_timeout);
-    bhttp::async_write_header(
-        stream_, *stream_serializer_,
-        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnPieceWritten(ec); });
+    deadline_ = Clock::now() + server_.options.write_timeout;
+    bhttp::async_write_header(socket_, *stream_serializer_,
+                              Io([](Session& s, beast::error_code ec, size_t) { s.OnPieceWritten(ec); }));
   }
 
   void OnPieceWritten(beast::error_code ec) {
@@ -905,16 +1020,14 @@ class Session : public std::enable_shared_from_this<Session> {
     if (closed_ || !job_ || !stream_serializer_) return;
     switch (job_->pieces->Take(piece_)) {
       case PiecePipe::Next::kPiece:
-        stream_.expires_after(server_.options.write_timeout);  // progress, not the whole body
-        return net::async_write(
-            stream_, bhttp::make_chunk(net::buffer(piece_)),
-            [self = shared_from_this()](beast::error_code ec, size_t) { self->OnPieceWritten(ec); });
+        deadline_ = Clock::now() + server_.options.write_timeout;  // progress, not the whole body
+        return net::async_write(socket_, bhttp::make_chunk(net::buffer(piece_)),
+                                Io([](Session& s, beast::error_code ec, size_t) { s.OnPieceWritten(ec); }));
       case PiecePipe::Next::kEnd:
         piece_ = std::string();
-        stream_.expires_after(server_.options.write_timeout);
-        return net::async_write(
-            stream_, bhttp::make_chunk_last(),
-            [self = shared_from_this()](beast::error_code ec, size_t) { self->OnLastPiece(ec); });
+        deadline_ = Clock::now() + server_.options.write_timeout;
+        return net::async_write(socket_, bhttp::make_chunk_last(),
+                                Io([](Session& s, beast::error_code ec, size_t) { s.OnLastPiece(ec); }));
       case PiecePipe::Next::kAbort:
         // The producer failed after the header went out: no clean end, the client must see a break.
         job_->pieces->Close(false, "the response stream failed");
@@ -947,7 +1060,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // Forgets the exchange that was answered.
   void EndExchange() {
     if (buffer_.capacity() > kReadChunk && buffer_.size() < kReadChunk) buffer_.shrink_to_fit();
-    response_.reset();
+    body_ = std::string();
     header_parser_.reset();
     body_parser_.reset();
     stream_parser_.reset();
@@ -992,28 +1105,66 @@ class Session : public std::enable_shared_from_this<Session> {
     }
   }
 
+  // The status line and header of a plain response into out (which keeps its
+  // capacity from one exchange to the next): what Beast's serializer writes
+  // for FillHeader + prepare_payload, without building a field table first.
+  static void SerializeHead(const Response& response, bool keep_alive, std::string& out) {
+    out.clear();
+    out += "HTTP/1.1 ";
+    out += std::to_string(response.status);
+    out += ' ';
+    out += View(bhttp::obsolete_reason(bhttp::int_to_status(static_cast<unsigned>(response.status))));
+    out += "\r\nServer: takt\r\n";
+    if (!response.content_type.empty() && IsSafeHeader(response.content_type)) {
+      out += "Content-Type: ";
+      out += response.content_type;
+      out += "\r\n";
+    }
+    for (const auto& [name, value] : response.headers) {
+      if (!IsSafeHeader(name) || value.find_first_of("\r\n") != std::string::npos ||
+          name.find(':') != std::string::npos) {
+        continue;
+      }
+      std::string lower = ToLower(name);
+      if (lower == "content-length" || lower == "transfer-encoding" || lower == "connection" ||
+          lower == "server") {
+        continue;
+      }
+      out += name;
+      out += ": ";
+      out += value;
+      out += "\r\n";
+    }
+    if (response.status != 204 && response.status != 304) {
+      out += "Content-Length: ";
+      out += std::to_string(response.body.size());
+      out += "\r\n";
+    }
+    if (!keep_alive) out += "Connection: close\r\n";
+    out += "\r\n";
+  }
+
   void Write(Response response) {
     if (closed_) return;
     try {
       if (response.status < 200 || response.status > 999)
         response = ErrorResponse(Internal("internal error"));
-      auto& out = response_.emplace();
-      FillHeader(out, response);
       if (response.status == 204 || response.status == 304) response.body.clear();
-      out.body() = std::move(response.body);
-      out.keep_alive(keep_alive_ && !close_after_);
-      out.prepare_payload();
+      write_keep_alive_ = keep_alive_ && !close_after_;
+      SerializeHead(response, write_keep_alive_, head_);
+      body_ = std::move(response.body);
     } catch (...) {
       return CloseNow();
     }
-    stream_.expires_after(server_.options.write_timeout);
-    bhttp::async_write(stream_, *response_,
-                       [self = shared_from_this()](beast::error_code ec, size_t) { self->OnWrite(ec); });
+    deadline_ = Clock::now() + server_.options.write_timeout;
+    // Head and body in one gathered write.
+    std::array<net::const_buffer, 2> buffers{net::buffer(head_), net::buffer(body_)};
+    net::async_write(socket_, buffers, Io([](Session& s, beast::error_code ec, size_t) { s.OnWrite(ec); }));
   }
 
   void OnWrite(beast::error_code ec) {
     if (ec) return CloseNow();
-    bool keep = response_->keep_alive();
+    bool keep = write_keep_alive_;
     EndExchange();
     if (!keep) return Linger();
     WaitForRequest();
@@ -1021,26 +1172,31 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void Linger() {
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    socket_.shutdown(tcp::socket::shutdown_send, ec);
     if (ec) return CloseNow();
     buffer_.consume(buffer_.size());
     lingered_ = 0;
-    stream_.expires_after(kLingerTime);
+    request_deadline_ = Clock::now() + kLingerTime;
     Drain();
   }
 
   void Drain() {
     if (closed_) return;
-    stream_.async_read_some(buffer_.prepare(kReadChunk),
-                            [self = shared_from_this()](beast::error_code ec, size_t n) {
-                              self->lingered_ += n;
-                              if (ec || self->lingered_ > kLingerMaxBytes) return self->CloseNow();
-                              self->Drain();
-                            });
+    deadline_ = request_deadline_;
+    socket_.async_read_some(buffer_.prepare(kReadChunk), Io([](Session& s, beast::error_code ec, size_t n) {
+                              s.lingered_ += n;
+                              if (ec || s.lingered_ > kLingerMaxBytes) return s.CloseNow();
+                              s.Drain();
+                            }));
   }
 
   ServerState& server_;
-  beast::tcp_stream stream_;
+  Socket socket_;
+  // The pending socket operation must complete by deadline_ (kNever when
+  // none is pending); request_deadline_ bounds the whole request being read.
+  Clock::time_point deadline_ = kNever;
+  Clock::time_point request_deadline_ = kNever;
+  bool timed_out_ = false;
   beast::flat_buffer buffer_;
   std::string remote_;
   bool closed_ = false;
@@ -1050,7 +1206,9 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<bhttp::request_parser<bhttp::empty_body>> header_parser_;
   std::optional<bhttp::request_parser<bhttp::string_body>> body_parser_;
   std::optional<bhttp::response<bhttp::empty_body>> continue_;
-  std::optional<bhttp::response<bhttp::string_body>> response_;
+  std::string head_;  // the plain response being written: its head, its body
+  std::string body_;
+  bool write_keep_alive_ = true;
   Request request_;
   const Route* route_ = nullptr;
   std::shared_ptr<Session> async_hold_;  // set while an async handler's answer is due
@@ -1080,20 +1238,32 @@ std::string EndpointText(const tcp::endpoint& endpoint) {
 
 void Accept(ServerState* state);
 
-void OnAccept(ServerState* state, beast::error_code ec, tcp::socket socket) {
+// Sockets the server opens are not inherited by the processes it starts
+// (training steps, sandboxes): Asio's accept does not set close-on-exec.
+void CloseOnExec(int fd) {
+  int flags = ::fcntl(fd, F_GETFD);
+  if (flags >= 0) ::fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+}
+
+void OnAccept(ServerState* state, Loop* loop, beast::error_code ec, Socket socket) {
   if (ec == net::error::operation_aborted) return;  // the acceptor was closed
   if (!ec) {
+    CloseOnExec(socket.native_handle());
     beast::error_code ignored;
+    socket.set_option(tcp::no_delay(true), ignored);  // a response is one write; never wait for an ACK
     std::string remote = EndpointText(socket.remote_endpoint(ignored));
     auto session = std::make_shared<Session>(*state, std::move(socket), std::move(remote));
     {
       std::lock_guard lock(state->mu);
       if (state->stopping) return session->CloseNow();
-      if (state->sessions.size() >= state->prune_at) {
-        std::erase_if(state->sessions, [](const std::weak_ptr<Session>& s) { return s.expired(); });
-        state->prune_at = std::max<size_t>(64, 2 * state->sessions.size());
+    }
+    {
+      std::lock_guard lock(loop->mu);
+      if (loop->sessions.size() >= loop->prune_at) {
+        std::erase_if(loop->sessions, [](const std::weak_ptr<Session>& s) { return s.expired(); });
+        loop->prune_at = std::max<size_t>(64, 2 * loop->sessions.size());
       }
-      state->sessions.push_back(session);
+      loop->sessions.push_back(session);
     }
     session->Start();
     return Accept(state);
@@ -1105,23 +1275,46 @@ void OnAccept(ServerState* state, beast::error_code ec, tcp::socket socket) {
   });
 }
 
+// New connections go to the loops in turn.
 void Accept(ServerState* state) {
   {
     std::lock_guard lock(state->mu);
     if (state->stopping) return;
   }
-  state->acceptor->async_accept(
-      net::make_strand(state->ioc),
-      [state](beast::error_code ec, tcp::socket socket) { OnAccept(state, ec, std::move(socket)); });
+  Loop* loop = state->loops[state->next_loop++ % state->loops.size()].get();
+  state->acceptor->async_accept(loop->ioc, [state, loop](beast::error_code ec, Socket socket) {
+    OnAccept(state, loop, ec, std::move(socket));
+  });
 }
 
-void RunPool(ServerState* state) {
+// Every kSweepEvery, on the loop's thread: connections whose pending
+// operation is past its deadline are closed.
+void Sweep(Loop* loop) {
+  if (!loop->sweeping) return;
+  std::vector<std::shared_ptr<Session>> live;
+  {
+    std::lock_guard lock(loop->mu);
+    live.reserve(loop->sessions.size());
+    for (const auto& weak : loop->sessions) {
+      if (auto session = weak.lock()) live.push_back(std::move(session));
+    }
+  }
+  auto now = Clock::now();
+  for (const auto& session : live) session->SweepDeadline(now);
+  live.clear();
+  loop->sweep->expires_after(kSweepEvery);
+  loop->sweep->async_wait([loop](beast::error_code ec) {
+    if (!ec) Sweep(loop);
+  });
+}
+
+void RunContext(ServerState* state, net::io_context* ioc) {
   while (true) {
     try {
-      state->ioc.run();
+      ioc->run();
       break;
     } catch (...) {
-      // Handlers catch their own exceptions; keep the pool alive regardless.
+      // Handlers catch their own exceptions; keep the thread alive regardless.
     }
   }
   {
@@ -1131,6 +1324,12 @@ void RunPool(ServerState* state) {
   state->threads_done.notify_all();
 }
 
+int LoopCount(const ServerOptions& options) {
+  if (options.loops > 0) return std::min(options.loops, 64);
+  int cores = static_cast<int>(std::thread::hardware_concurrency());
+  return std::clamp(cores, 1, 8);
+}
+
 }  // namespace
 
 struct Server::Impl : ServerState {
@@ -1138,7 +1337,7 @@ struct Server::Impl : ServerState {
 };
 
 Server::Server(ServerOptions options, std::shared_ptr<const Router> router)
-    : impl_(std::make_unique<Impl>(std::max(1, options.threads))) {
+    : impl_(std::make_unique<Impl>(std::max(1, options.threads), LoopCount(options))) {
   impl_->options = std::move(options);
   impl_->router = std::move(router);
 }
@@ -1170,14 +1369,15 @@ Status Server::Start() {
     if (!ec) {
       endpoint = tcp::endpoint(address, s.options.port);
     } else {
-      tcp::resolver resolver(s.ioc);
+      tcp::resolver resolver(s.pool);
       auto results = resolver.resolve(s.options.address, std::to_string(s.options.port), ec);
       if (ec) return fail(ec);
       if (results.empty()) return Unavailable("cannot listen on " + where + ": address not found");
       endpoint = results.begin()->endpoint();
     }
-    s.acceptor.emplace(net::make_strand(s.ioc));
+    s.acceptor.emplace(s.loops[0]->ioc.get_executor());
     if (s.acceptor->open(endpoint.protocol(), ec); ec) return fail(ec);
+    CloseOnExec(s.acceptor->native_handle());
     if (s.acceptor->set_option(net::socket_base::reuse_address(true), ec); ec) return fail(ec);
     if (s.acceptor->bind(endpoint, ec); ec) return fail(ec);
     if (s.acceptor->listen(net::socket_base::max_listen_connections, ec); ec) return fail(ec);
@@ -1185,28 +1385,53 @@ Status Server::Start() {
     if (ec) return fail(ec);
     s.port = local.port();
     s.accept_backoff.emplace(s.acceptor->get_executor());
-    s.work.emplace(s.ioc.get_executor());
+    s.pool_work.emplace(s.pool.get_executor());
+    for (auto& loop : s.loops) {
+      loop->work.emplace(loop->ioc.get_executor());
+      loop->sweep.emplace(loop->ioc.get_executor());
+    }
   } catch (const std::exception& e) {
     s.acceptor.reset();
     return Unavailable("cannot listen on " + where + ": " + e.what());
   }
 
   s.started = true;
-  net::post(s.acceptor->get_executor(), [state = static_cast<ServerState*>(&s)] { Accept(state); });
-  int threads = std::max(1, s.options.threads);
+  ServerState* state = &s;
+  net::post(s.acceptor->get_executor(), [state] { Accept(state); });
+  for (auto& loop : s.loops) {
+    net::post(loop->ioc, [loop = loop.get()] { Sweep(loop); });
+  }
+  // Every loop needs its thread (or its connections would hang) and the pool
+  // at least one; fewer pool threads than asked for still serve.
+  auto undo = [&](const std::system_error& e) {
+    s.pool.stop();
+    for (auto& loop : s.loops) loop->ioc.stop();
+    for (auto& thread : s.threads) thread.join();
+    s.threads.clear();
+    s.threads_running = 0;
+    s.started = false;
+    s.pool_work.reset();
+    for (auto& loop : s.loops) loop->work.reset();
+    s.acceptor.reset();
+    return Unavailable(std::string("cannot start the server threads: ") + e.what());
+  };
   try {
-    for (int i = 0; i < threads; ++i) {
-      s.threads.emplace_back(RunPool, &s);
+    for (auto& loop : s.loops) {
+      s.threads.emplace_back(RunContext, state, &loop->ioc);
       ++s.threads_running;
     }
   } catch (const std::system_error& e) {
-    if (s.threads.empty()) {
-      s.started = false;
-      s.work.reset();
-      s.acceptor.reset();
-      return Unavailable(std::string("cannot start the server threads: ") + e.what());
+    return undo(e);
+  }
+  int threads = std::max(1, s.options.threads);
+  for (int i = 0; i < threads; ++i) {
+    try {
+      s.threads.emplace_back(RunContext, state, &s.pool);
+      ++s.threads_running;
+    } catch (const std::system_error& e) {
+      if (i == 0) return undo(e);
+      break;
     }
-    // Fewer threads than asked for still serve.
   }
   return Ok();
 }
@@ -1220,11 +1445,14 @@ void Server::Stop() {
     std::lock_guard lock(s.mu);
     if (!s.started || s.stopping) return;
     s.stopping = true;
-    for (const auto& weak : s.sessions) {
+    streams = s.streams;
+  }
+  for (auto& loop : s.loops) {
+    std::lock_guard lock(loop->mu);
+    for (const auto& weak : loop->sessions) {
       if (auto session = weak.lock()) live.push_back(std::move(session));
     }
-    s.sessions.clear();
-    streams = s.streams;
+    loop->sessions.clear();
   }
   {
     // Async responses from now on are dropped: their connections are closing.
@@ -1240,21 +1468,30 @@ void Server::Stop() {
     s.acceptor->close(ec);
     s.accept_backoff->cancel();
   });
+  for (auto& loop : s.loops) {
+    net::post(loop->ioc, [loop = loop.get()] {
+      loop->sweeping = false;
+      loop->sweep->cancel();
+    });
+  }
   for (const auto& session : live) session->PostClose();
   live.clear();
-  s.work.reset();
+  s.pool_work.reset();
+  for (auto& loop : s.loops) loop->work.reset();
   {
     std::unique_lock lock(s.mu);
-    // Connections close quickly; only a handler that blocks keeps a thread. Past
-    // the grace period the io_context is stopped, so idle threads return now.
+    // Connections close quickly; only a handler that blocks keeps a thread
+    // (and the loop its answer goes back to). Past the grace period the
+    // io_contexts are stopped, so idle threads return now.
     if (!s.threads_done.wait_for(lock, kStopGrace, [&s] { return s.threads_running == 0; })) {
-      s.ioc.stop();
+      s.pool.stop();
+      for (auto& loop : s.loops) loop->ioc.stop();
     }
   }
   for (auto& thread : s.threads) thread.join();
   s.threads.clear();
   {
-    // Stream threads hold sessions and post to the io_context: they end before it does.
+    // Stream threads hold sessions and post to the io_contexts: they end before they do.
     std::unique_lock lock(s.mu);
     s.streams_done.wait(lock, [&s] { return s.streams.empty(); });
   }

@@ -6,10 +6,17 @@
 // after hook (audit, access log), and writes the response. Keep-alive, read
 // and idle timeouts, JSON errors for 400/404/405/413/500.
 //
-// Threads: a fixed pool runs every connection; handlers and hooks run on pool
-// threads, possibly concurrently with each other, and may block (a blocked
-// handler holds one pool thread). Exceptions thrown by handlers or hooks are
-// caught and become 500 "internal error"; nothing escapes into the pool.
+// Threads: connections are spread over a few event loops (`loops`, one thread
+// each, about one per core); all socket I/O of a connection, header parsing,
+// routing and the before hook run on its loop, so a request costs no hand-off
+// between threads. Plain handlers run on a separate pool (`threads`) and may
+// block (a blocked handler holds one pool thread, never a loop); the after
+// hook runs there too, except for an async handler's own response, whose
+// after hook runs on the loop (it must be cheap there). Async handlers start
+// on the loop and must not block. Hooks and handlers may run concurrently
+// with each other. Exceptions thrown by handlers or hooks are caught and
+// become 500 "internal error"; nothing escapes into a thread. Timeouts are
+// checked by each loop every 100 ms: one fires up to that much late.
 //
 // Streaming (message.h, Route::stream_body): a stream_body handler and a
 // Response::stream producer run on a thread of their own, one per streaming
@@ -42,7 +49,8 @@ namespace takt::http {
 struct ServerOptions {
   std::string address = "127.0.0.1";
   uint16_t port = 0;  // 0 = pick a free port
-  int threads = 2;    // fixed pool running the io_context
+  int threads = 2;    // the handler pool
+  int loops = 0;      // event loops; 0 = one per core (at most 8)
   // The whole request must arrive within this; for a stream_body route, the
   // header, and then each piece of the body (no progress for this long).
   std::chrono::seconds read_timeout{30};
