@@ -109,6 +109,8 @@ void VariantRuntime::SetReplicas(int count, Clock::time_point now) {
         lock.lock();
       }
       r.running = true;
+      // The model in memory if someone holds it; else the worker loads it.
+      if (!r.scorer) r.scorer = model_->Resident();
       r.thread = std::thread([this, &r] { Work(r); });
     }
   }
@@ -177,19 +179,32 @@ Status VariantRuntime::Submit(Job* job) {
     ++jobs_;
     in_flight_.fetch_add(1, std::memory_order_relaxed);
     if (metrics_) metrics_->AddInFlight(1);
-    if (!best->busy && best->queue.empty() && settings_.max_batch_wait.count() == 0) {
+    if (!best->busy && best->queue.empty() && best->scorer && settings_.max_batch_wait.count() == 0) {
       // Idle replica, no batch to wait for: score here, on the caller's thread.
       best->busy = true;
       best->load.fetch_add(1, std::memory_order_relaxed);
+      const Scorer* scorer = best->scorer.get();  // not reset while busy
       lock.unlock();
-      std::vector<Job*> one{job};
-      Score(one);
+      std::vector<Job*> batch{job};
+      Score(scorer, batch);
       lock.lock();
-      best->busy = false;
       best->load.fetch_sub(1, std::memory_order_relaxed);
+      size_t done = 1;
+      if (!best->queue.empty() && !best->stop) {
+        // Jobs queued while this thread scored: it scores one batch of them
+        // too, while it has the replica, instead of waking the worker (a
+        // thread switch costs more than the model on a busy machine).
+        TakeBatch(*best, batch);
+        lock.unlock();
+        Score(scorer, batch);
+        lock.lock();
+        best->load.fetch_sub(static_cast<int>(batch.size()), std::memory_order_relaxed);
+        done += batch.size();
+      }
+      best->busy = false;
       if (!best->queue.empty() || best->stop) best->cv.notify_one();
       lock.unlock();
-      Finished(1);  // last: a retired runtime is stopped only once nothing is in flight
+      Finished(done);  // last: a retired runtime is stopped only once nothing is in flight
       return Ok();
     }
     best->queue.push_back(job);
@@ -206,11 +221,29 @@ void VariantRuntime::Work(Replica& r) {
   std::vector<Job*> batch;
   const size_t max_batch = static_cast<size_t>(std::max(1, settings_.max_batch_size));
   std::unique_lock lock(r.mu);
+  Status missing = Ok();
   for (;;) {
     r.cv.wait(lock, [&] { return (!r.queue.empty() && !r.busy) || (r.stop && r.queue.empty() && !r.busy); });
     if (r.queue.empty()) {  // stopped and drained
       r.running = false;
+      r.scorer.reset();  // the last replica to end frees the model
       return;
+    }
+    if (!r.scorer) {
+      // A cold start: load the model here, not on the submitting thread. Jobs
+      // wait in the queue meanwhile (the submitters' fast path needs a scorer).
+      r.busy = true;
+      lock.unlock();
+      auto scorer = model_->Acquire();
+      lock.lock();
+      r.busy = false;
+      if (scorer) {
+        r.scorer = std::move(*scorer);
+        missing = Ok();
+      } else {
+        missing = std::unexpected(scorer.error());
+        spdlog::error("{}: {}", model_->variant, scorer.error().ToString());
+      }
     }
     if (settings_.max_batch_wait.count() > 0 && r.queue.size() < max_batch && !r.stop) {
       // Let a batch fill, up to max_batch_wait after its first job arrived.
@@ -218,18 +251,12 @@ void VariantRuntime::Work(Replica& r) {
       r.cv.wait_until(lock, deadline, [&] { return r.queue.size() >= max_batch || r.stop; });
       if (r.busy) continue;  // the submitter's fast path took the replica meanwhile
     }
-    batch.clear();
-    size_t rows = 0;
-    while (!r.queue.empty() && batch.size() < max_batch &&
-           (batch.empty() || rows + r.queue.front()->n <= max_batch)) {
-      rows += r.queue.front()->n;
-      batch.push_back(r.queue.front());
-      r.queue.pop_front();
-    }
-    queued_.fetch_sub(static_cast<int>(batch.size()), std::memory_order_relaxed);
+    if (r.queue.empty()) continue;
+    TakeBatch(r, batch);
     r.busy = true;
+    const Scorer* scorer = r.scorer.get();
     lock.unlock();
-    Score(batch);
+    Score(scorer, batch, missing);
     lock.lock();
     r.busy = false;
     r.load.fetch_sub(static_cast<int>(batch.size()), std::memory_order_relaxed);
@@ -237,15 +264,34 @@ void VariantRuntime::Work(Replica& r) {
   }
 }
 
-void VariantRuntime::Score(std::vector<Job*>& jobs) {
+void VariantRuntime::TakeBatch(Replica& r, std::vector<Job*>& batch) {
+  const size_t max_batch = static_cast<size_t>(std::max(1, settings_.max_batch_size));
+  batch.clear();
+  size_t rows = 0;
+  while (!r.queue.empty() && batch.size() < max_batch &&
+         (batch.empty() || rows + r.queue.front()->n <= max_batch)) {
+    rows += r.queue.front()->n;
+    batch.push_back(r.queue.front());
+    r.queue.pop_front();
+  }
+  queued_.fetch_sub(static_cast<int>(batch.size()), std::memory_order_relaxed);
+}
+
+void VariantRuntime::Score(const Scorer* scorer, std::vector<Job*>& jobs, const Status& missing) {
   const size_t features = model_->feature_names.size();
   const size_t outputs = model_->num_outputs;
   Status status = Ok();
   size_t total = 0;
   for (Job* j : jobs) total += j->n;
   auto started = Clock::now();
+  if (scorer == nullptr) {
+    status = missing;
+    if (status) status = Unavailable(model_->variant + ": the model is not loaded");
+    for (Job* j : jobs) j->done(status, total);
+    return;
+  }
   if (jobs.size() == 1) {
-    status = model_->Score(jobs[0]->rows, jobs[0]->n, jobs[0]->out);
+    status = scorer->Score(jobs[0]->rows, jobs[0]->n, jobs[0]->out);
   } else {
     thread_local std::vector<float> in, out;
     in.resize(total * features);
@@ -255,7 +301,7 @@ void VariantRuntime::Score(std::vector<Job*>& jobs) {
       std::memcpy(in.data() + at * features, j->rows, j->n * features * sizeof(float));
       at += j->n;
     }
-    status = model_->Score(in.data(), total, out.data());
+    status = scorer->Score(in.data(), total, out.data());
     at = 0;
     for (Job* j : jobs) {
       if (status) std::memcpy(j->out, out.data() + at * outputs, j->n * outputs * sizeof(float));
@@ -324,6 +370,15 @@ void VariantRuntime::Stop() {
     if (r->thread.joinable()) r->thread.join();
   }
   active_ = 0;
+}
+
+int VariantRuntime::ReplicasHoldingModel() const {
+  int n = 0;
+  for (const auto& r : replicas_) {
+    std::lock_guard lock(r->mu);
+    if (r->scorer) ++n;
+  }
+  return n;
 }
 
 RuntimeStats VariantRuntime::Stats() const {

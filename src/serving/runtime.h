@@ -10,7 +10,9 @@
 // When a replica is idle and batching does not wait, the submitting thread
 // scores the job itself (no hand-off to the worker): at low load a request
 // costs no thread switch, at high load jobs queue while the replica is busy
-// and the worker takes them as batches.
+// and the worker takes them as batches. A submitter that scored on an idle
+// replica scores one batch of the jobs that queued meanwhile before it lets
+// the replica go (instead of waking the worker).
 //
 // Bounded: each replica queues at most queue_capacity jobs; when the least
 // busy replica is full, Submit refuses at once (ResourceExhausted → 429)
@@ -24,6 +26,11 @@
 // replica at a time. With scale_to_zero, no job for idle_to_zero brings the
 // count to 0. A replica scaled in stops taking jobs, finishes its queue and
 // its thread ends.
+//
+// Memory: each running replica holds the model's Scorer; the runtime itself
+// does not. At zero replicas the scorer is released (freed, unless another
+// holder has it), and the first replica of a cold start loads it again on its
+// own thread (LoadedModel::Acquire) while its jobs wait in its queue.
 //
 // Thread safety: Submit from any number of threads; Tick from one thread (the
 // autoscaler); Stop once. The model is immutable and shared by the replicas.
@@ -46,6 +53,7 @@
 namespace takt::serving {
 
 struct LoadedModel;
+struct Scorer;
 class VariantMetrics;
 
 // How an endpoint runs its variants: from the endpoint settings the release
@@ -125,6 +133,8 @@ class VariantRuntime {
   void Stop();
 
   RuntimeStats Stats() const;
+  // Replicas that hold the scorer now (0 at zero replicas: the model may be freed).
+  int ReplicasHoldingModel() const;
 
  private:
   struct Replica {
@@ -136,12 +146,18 @@ class VariantRuntime {
     bool stop = false;         // the worker ends once the queue is empty
     bool running = false;      // the worker thread has not returned
     std::atomic<int> load{0};  // queued + busy, for the unlocked choice of a replica
+    // Set while the worker runs (null until a cold start loaded it); never
+    // reset while busy, so a scoring thread may use it unlocked.
+    std::shared_ptr<const Scorer> scorer;
     std::thread thread;
   };
 
   void Work(Replica& r);
-  // Scores `jobs` as one batch and completes them.
-  void Score(std::vector<Job*>& jobs);
+  // Scores `jobs` as one batch with `scorer` (null: fails them with
+  // `missing`) and completes them.
+  void Score(const Scorer* scorer, std::vector<Job*>& jobs, const Status& missing = Ok());
+  // Moves the next batch (at most max_batch_size rows) off r's queue; r.mu held.
+  void TakeBatch(Replica& r, std::vector<Job*>& batch);
   void SetReplicas(int count, Clock::time_point now);  // under control_mu_
   void Finished(size_t n_jobs);
 

@@ -21,32 +21,46 @@ using namespace std::chrono_literals;
 
 constexpr size_t kF = 3;
 
-std::shared_ptr<const LoadedModel> TinyModel() {
-  ml::Matrix x;
-  x.rows = 200;
-  x.cols = kF;
-  std::vector<float> y;
-  uint64_t s = 42;
-  for (size_t i = 0; i < x.rows * kF; ++i) {
-    s = s * 6364136223846793005ULL + 1442695040888963407ULL;
-    x.values.push_back(static_cast<float>((s >> 40) & 0xFFFF) / 65536.0f);
-  }
-  for (size_t r = 0; r < x.rows; ++r) y.push_back(x.values[r * kF] > 0.5f ? 1.0f : 0.0f);
-  ml::TrainOptions opts;
-  opts.params = {{"objective", "binary:logistic"}, {"max_depth", "3"}, {"seed", "1"}};
-  opts.num_rounds = 5;
-  opts.nthread = 1;
-  auto trained = ml::Train(x, y, nullptr, nullptr, opts);
-  EXPECT_TRUE(trained.has_value());
+// A small binary:logistic model over kF features, trained once.
+const std::string& TinyModelJson() {
+  static const std::string json = [] {
+    ml::Matrix x;
+    x.rows = 200;
+    x.cols = kF;
+    std::vector<float> y;
+    uint64_t s = 42;
+    for (size_t i = 0; i < x.rows * kF; ++i) {
+      s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+      x.values.push_back(static_cast<float>((s >> 40) & 0xFFFF) / 65536.0f);
+    }
+    for (size_t r = 0; r < x.rows; ++r) y.push_back(x.values[r * kF] > 0.5f ? 1.0f : 0.0f);
+    ml::TrainOptions opts;
+    opts.params = {{"objective", "binary:logistic"}, {"max_depth", "3"}, {"seed", "1"}};
+    opts.num_rounds = 5;
+    opts.nthread = 1;
+    auto trained = ml::Train(x, y, nullptr, nullptr, opts);
+    EXPECT_TRUE(trained.has_value());
+    return trained ? trained->model_json : std::string();
+  }();
+  return json;
+}
+
+std::shared_ptr<LoadedModel> TinyModelMetadata() {
   auto m = std::make_shared<LoadedModel>();
   m->endpoint = "weld-pm-dev";
   m->variant = "weld-pm-v1";
   m->group = "weld-pm";
   m->version = 1;
   m->feature_names = {"a", "b", "c"};
-  auto engine = ml::TreeEnsemble::Load(trained->model_json);
-  EXPECT_TRUE(engine.has_value());
-  m->engine = std::move(*engine);
+  return m;
+}
+
+// The model with its scorer pinned (no reload).
+std::shared_ptr<const LoadedModel> TinyModel() {
+  auto m = TinyModelMetadata();
+  auto scorer = MakeScorer(TinyModelJson());
+  EXPECT_TRUE(scorer.has_value());
+  m->SetScorer(*scorer);
   return m;
 }
 
@@ -217,6 +231,72 @@ TEST(RuntimeTest, ScalesToZeroWhenIdleAndColdStartsOnTheNextRequest) {
   Waitable b(1);
   ASSERT_TRUE(rt.Submit(&b.job).has_value());
   ASSERT_TRUE(b.Wait());
+  EXPECT_EQ(rt.Stats().cold_starts, 2);
+}
+
+// TinyModel's metadata with a scorer that is loaded (and counted) through
+// `reload`, as the serving service sets models up: nothing pins it.
+// The model as the serving service sets it up: its scorer is loaded (and
+// counted) through `reload`, and nothing pins it.
+std::shared_ptr<const LoadedModel> ReloadableModel(std::atomic<int>* loads, std::atomic<bool>* fail) {
+  auto m = TinyModelMetadata();
+  m->reload = [loads, fail]() -> Result<std::shared_ptr<const Scorer>> {
+    ++*loads;
+    if (fail->load()) return Unavailable("the blob store is unreachable");
+    return MakeScorer(TinyModelJson());
+  };
+  return m;
+}
+
+TEST(RuntimeTest, AtZeroReplicasTheModelIsFreedAndTheNextRequestLoadsItAgain) {
+  std::atomic<int> loads{0};
+  std::atomic<bool> fail{false};
+  auto model = ReloadableModel(&loads, &fail);
+  RuntimeSettings settings;
+  settings.min_replicas = 0;
+  settings.max_replicas = 2;
+  settings.scale_to_zero = true;
+  settings.idle_to_zero = 100ms;
+  VariantRuntime rt(model, settings);
+  EXPECT_EQ(model->Resident(), nullptr);  // nothing loaded at zero replicas
+
+  Waitable a(1);
+  ASSERT_TRUE(rt.Submit(&a.job).has_value());
+  ASSERT_TRUE(a.Wait());
+  ASSERT_TRUE(a.status.has_value()) << a.status.error().ToString();
+  EXPECT_EQ(loads.load(), 1);  // the cold start's replica loaded it
+  std::vector<float> want(1);
+  ASSERT_TRUE(TinyModel()->Score(a.rows.data(), 1, want.data()).has_value());
+  EXPECT_EQ(a.out[0], want[0]);
+  EXPECT_NE(model->Resident(), nullptr);
+  EXPECT_EQ(rt.ReplicasHoldingModel(), 1);
+
+  auto now = VariantRuntime::Clock::now();
+  rt.Tick(now + 200ms);  // idle: to zero
+  EXPECT_EQ(rt.Stats().replicas, 0);
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (rt.ReplicasHoldingModel() > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(rt.ReplicasHoldingModel(), 0);
+  EXPECT_EQ(model->Resident(), nullptr);  // freed: no replica holds it
+
+  // A failing reload fails the request with the reason; nothing crashes.
+  fail = true;
+  Waitable b(1);
+  ASSERT_TRUE(rt.Submit(&b.job).has_value());
+  ASSERT_TRUE(b.Wait());
+  ASSERT_FALSE(b.status.has_value());
+  EXPECT_NE(b.status.error().message().find("blob store is unreachable"), std::string::npos)
+      << b.status.error().ToString();
+
+  // Once the store is back, the next batch loads it.
+  fail = false;
+  Waitable c(1);
+  ASSERT_TRUE(rt.Submit(&c.job).has_value());
+  ASSERT_TRUE(c.Wait());
+  ASSERT_TRUE(c.status.has_value()) << c.status.error().ToString();
+  EXPECT_EQ(c.out[0], want[0]);
+  EXPECT_EQ(loads.load(), 3);
   EXPECT_EQ(rt.Stats().cold_starts, 2);
 }
 

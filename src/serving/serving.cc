@@ -64,14 +64,15 @@ struct ThreadSnapshot {
 
 }  // namespace
 
-Status LoadedModel::Score(const float* rows, size_t n, float* out) const {
+Status Scorer::Score(const float* rows, size_t n, float* out) const {
   if (engine) {
     engine->Predict(rows, n, out);
     return Ok();
   }
+  if (!model) return Internal("the scorer holds no model");
   ml::Matrix m;
   m.rows = n;
-  m.cols = feature_names.size();
+  m.cols = num_features;
   m.values.assign(rows, rows + n * m.cols);
   TAKT_ASSIGN_OR_RETURN(std::vector<float> p, model->Predict(m));
   if (p.size() != n * num_outputs)
@@ -79,6 +80,56 @@ Status LoadedModel::Score(const float* rows, size_t n, float* out) const {
                     " rows");
   std::copy(p.begin(), p.end(), out);
   return Ok();
+}
+
+Result<std::shared_ptr<const Scorer>> MakeScorer(std::string_view bytes) {
+  auto scorer = std::make_shared<Scorer>();
+  if (auto engine = ml::TreeEnsemble::Load(bytes)) {
+    scorer->num_features = (*engine)->num_features();
+    scorer->num_outputs = (*engine)->num_outputs();
+    scorer->engine = std::move(*engine);
+  } else {
+    // Not a tree model the engine compiles (e.g. gblinear): XGBoost serves it.
+    TAKT_ASSIGN_OR_RETURN(auto model, ml::XgbModel::Load(bytes));
+    spdlog::debug("served by XGBoost: {}", engine.error().message());
+    scorer->num_features = model->num_features();
+    scorer->model = std::move(model);
+  }
+  return std::shared_ptr<const Scorer>(std::move(scorer));
+}
+
+void LoadedModel::SetScorer(std::shared_ptr<const Scorer> scorer) const {
+  std::lock_guard lock(mu_);
+  weak_ = scorer;
+  if (!reload) pinned_ = std::move(scorer);
+}
+
+std::shared_ptr<const Scorer> LoadedModel::Resident() const {
+  std::lock_guard lock(mu_);
+  return weak_.lock();
+}
+
+Result<std::shared_ptr<const Scorer>> LoadedModel::Acquire() const {
+  // Under the lock, so that concurrent cold starts load the model once.
+  std::lock_guard lock(mu_);
+  if (auto held = weak_.lock()) return held;
+  if (!reload) return FailedPrecondition(variant + ": the model is not loaded");
+  auto started = std::chrono::steady_clock::now();
+  TAKT_ASSIGN_OR_RETURN(std::shared_ptr<const Scorer> scorer, reload());
+  if (scorer->num_features != feature_names.size() || scorer->num_outputs != num_outputs) {
+    return FailedPrecondition(variant + ": the reloaded model has " + std::to_string(scorer->num_features) +
+                              " features and " + std::to_string(scorer->num_outputs) + " outputs, not " +
+                              std::to_string(feature_names.size()) + " and " + std::to_string(num_outputs));
+  }
+  weak_ = scorer;
+  spdlog::info("{}: model loaded again after scale to zero ({:.0f} ms)", variant,
+               std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count());
+  return scorer;
+}
+
+Status LoadedModel::Score(const float* rows, size_t n, float* out) const {
+  TAKT_ASSIGN_OR_RETURN(std::shared_ptr<const Scorer> scorer, Acquire());
+  return scorer->Score(rows, n, out);
 }
 
 VariantRuntime* LiveEndpoint::Pick(double pick) const {
@@ -144,36 +195,34 @@ Status ServingService::Migrate() {
         "ALTER TABLE endpoints ADD COLUMN settings_json TEXT NOT NULL DEFAULT '{}';"}});
 }
 
-Result<std::shared_ptr<const LoadedModel>> ServingService::Load(const std::string& endpoint,
-                                                                const registry::ModelVersion& v) {
-  auto bytes = blobs_->Get(v.blob_id);
-  if (!bytes)
-    return std::unexpected(
-        bytes.error().WithContext("loading " + v.group + " v" + std::to_string(v.version)));
+Result<ServingService::Loaded> ServingService::Load(const std::string& endpoint,
+                                                    const registry::ModelVersion& v) {
+  const std::string what = v.group + " v" + std::to_string(v.version);
+  blob::BlobStore* blobs = blobs_;
+  std::string blob_id = v.blob_id;
+  auto load = [blobs, blob_id, what]() -> Result<std::shared_ptr<const Scorer>> {
+    auto bytes = blobs->Get(blob_id);
+    if (!bytes) return std::unexpected(bytes.error().WithContext("loading " + what));
+    auto scorer = MakeScorer(*bytes);
+    if (!scorer) return std::unexpected(scorer.error().WithContext("loading " + what));
+    return scorer;
+  };
+  TAKT_ASSIGN_OR_RETURN(std::shared_ptr<const Scorer> scorer, load());
+  if (scorer->model) spdlog::info("{}: served by XGBoost (not a tree model the engine compiles)", what);
+  if (scorer->num_features != v.feature_names.size()) {
+    return FailedPrecondition(what + ": the model expects " + std::to_string(scorer->num_features) +
+                              " features but the registry lists " + std::to_string(v.feature_names.size()));
+  }
   auto loaded = std::make_shared<LoadedModel>();
-  size_t features = 0;
-  if (auto engine = ml::TreeEnsemble::Load(*bytes)) {
-    features = (*engine)->num_features();
-    loaded->num_outputs = (*engine)->num_outputs();
-    loaded->engine = std::move(*engine);
-  } else {
-    // Not a tree model the engine compiles (e.g. gblinear): XGBoost serves it.
-    TAKT_ASSIGN_OR_RETURN(auto model, ml::XgbModel::Load(*bytes));
-    spdlog::info("{} v{}: served by XGBoost ({})", v.group, v.version, engine.error().message());
-    features = model->num_features();
-    loaded->model = std::move(model);
-  }
-  if (features != v.feature_names.size()) {
-    return FailedPrecondition(v.group + " v" + std::to_string(v.version) + ": the model expects " +
-                              std::to_string(features) + " features but the registry lists " +
-                              std::to_string(v.feature_names.size()));
-  }
   loaded->endpoint = endpoint;
   loaded->variant = VariantName(v.group, v.version);
   loaded->group = v.group;
   loaded->version = v.version;
   loaded->feature_names = v.feature_names;
-  return std::shared_ptr<const LoadedModel>(std::move(loaded));
+  loaded->num_outputs = scorer->num_outputs;
+  loaded->reload = std::move(load);
+  loaded->SetScorer(scorer);
+  return Loaded{std::shared_ptr<const LoadedModel>(std::move(loaded)), std::move(scorer)};
 }
 
 Result<std::shared_ptr<const LiveEndpoint>> ServingService::LoadVariants(const std::string& endpoint,
@@ -209,6 +258,7 @@ Result<std::shared_ptr<const LiveEndpoint>> ServingService::LoadVariants(const s
   for (const auto& v : variants) {
     std::shared_ptr<VariantRuntime> runtime;
     std::shared_ptr<const LoadedModel> model;
+    std::shared_ptr<const Scorer> scorer;  // held until the new runtime's replicas hold it
     if (current) {
       // A variant that keeps serving keeps its model, and its replicas when
       // the settings stay the same.
@@ -224,13 +274,18 @@ Result<std::shared_ptr<const LiveEndpoint>> ServingService::LoadVariants(const s
         return FailedPrecondition(group + " v" + std::to_string(v.model_version) + " is " + mv.status +
                                   "; only Approved versions are deployed");
       }
-      TAKT_ASSIGN_OR_RETURN(model, Load(endpoint, mv));
+      TAKT_ASSIGN_OR_RETURN(Loaded loaded, Load(endpoint, mv));
+      model = std::move(loaded.model);
+      scorer = std::move(loaded.scorer);
     }
     if (!runtime) {
       // Ready before it takes traffic: replicas started, the model run once.
+      if (!scorer) {
+        TAKT_ASSIGN_OR_RETURN(scorer, model->Acquire());
+      }
       std::vector<float> row(model->feature_names.size(), std::numeric_limits<float>::quiet_NaN());
       std::vector<float> out(model->num_outputs);
-      TAKT_RETURN_IF_ERROR(model->Score(row.data(), 1, out.data()));
+      TAKT_RETURN_IF_ERROR(scorer->Score(row.data(), 1, out.data()));
       runtime =
           std::make_shared<VariantRuntime>(model, settings, metrics_->ForVariant(endpoint, model->variant));
     }

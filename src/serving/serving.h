@@ -17,6 +17,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -59,6 +60,28 @@ struct Endpoint {
   std::string settings_json = "{}";  // replicas, autoscaling, capture: from the release config
 };
 
+// What scores a model version: the compiled tree engine (ml/tree_engine.h),
+// or XGBoost itself for models the engine does not take (gblinear).
+struct Scorer {
+  std::unique_ptr<ml::TreeEnsemble> engine;
+  std::unique_ptr<ml::XgbModel> model;
+  size_t num_features = 0;
+  size_t num_outputs = 1;
+
+  // Scores n rows (n x num_features, NaN = missing) into out (n x
+  // num_outputs). Thread-safe.
+  Status Score(const float* rows, size_t n, float* out) const;
+};
+
+// Makes a Scorer from a model file's bytes (XGBoost JSON or UBJSON).
+Result<std::shared_ptr<const Scorer>> MakeScorer(std::string_view bytes);
+
+// One model version as an endpoint serves it: what requests need to know of
+// it (features, outputs, names), and its Scorer. The scorer is in memory
+// while somebody holds it: the variant's replicas, a smoke test, a warm-up.
+// With `reload` set, the model keeps no reference of its own, so an endpoint
+// scaled to zero frees the model's memory, and its next replica loads it
+// again (a cold start). Without `reload` (tests), SetScorer pins it.
 struct LoadedModel {
   std::string endpoint;
   std::string variant;  // "<group>-v<version>"
@@ -66,14 +89,21 @@ struct LoadedModel {
   int version = 0;
   std::vector<std::string> feature_names;
   size_t num_outputs = 1;  // per row
-  // The compiled tree engine (ml/tree_engine.h) scores; XGBoost itself only
-  // for models the engine does not take (gblinear).
-  std::unique_ptr<ml::TreeEnsemble> engine;
-  std::unique_ptr<ml::XgbModel> model;
+  std::function<Result<std::shared_ptr<const Scorer>>()> reload;
 
-  // Scores n rows (n x feature_names.size(), NaN = missing) into out (n x
-  // num_outputs). Thread-safe.
+  void SetScorer(std::shared_ptr<const Scorer> scorer) const;
+  // The scorer, loaded again (through `reload`) if nobody held it. Thread-safe.
+  Result<std::shared_ptr<const Scorer>> Acquire() const;
+  // The scorer if it is in memory now, else null.
+  std::shared_ptr<const Scorer> Resident() const;
+  // Scores through Acquire(): for warm-ups and smoke tests; replicas hold
+  // their scorer instead. Thread-safe.
   Status Score(const float* rows, size_t n, float* out) const;
+
+ private:
+  mutable std::mutex mu_;
+  mutable std::weak_ptr<const Scorer> weak_;
+  mutable std::shared_ptr<const Scorer> pinned_;  // without `reload`
 };
 
 class VariantRuntime;
@@ -190,8 +220,11 @@ class ServingService {
 
  private:
   using Snapshot = std::map<std::string, std::shared_ptr<const LiveEndpoint>, std::less<>>;
-  Result<std::shared_ptr<const LoadedModel>> Load(const std::string& endpoint,
-                                                  const registry::ModelVersion& v);
+  struct Loaded {
+    std::shared_ptr<const LoadedModel> model;
+    std::shared_ptr<const Scorer> scorer;  // the model keeps only a weak reference
+  };
+  Result<Loaded> Load(const std::string& endpoint, const registry::ModelVersion& v);
   Result<std::shared_ptr<const LiveEndpoint>> LoadVariants(const std::string& endpoint,
                                                            const std::string& stage, const std::string& group,
                                                            const std::vector<Variant>& variants,

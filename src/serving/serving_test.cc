@@ -197,7 +197,9 @@ TEST_F(ServingTest, DeployServesTheApprovedModelExactly) {
   EXPECT_EQ(m.group, "weld-pm");
   EXPECT_EQ(m.version, 1);
   EXPECT_EQ(m.feature_names, kFeatures);
-  ASSERT_NE(m.engine, nullptr);  // the compiled engine serves it
+  auto scorer = m.Resident();  // held by the endpoint's replica
+  ASSERT_NE(scorer, nullptr);
+  ASSERT_NE(scorer->engine, nullptr);  // the compiled engine serves it
 
   ml::Matrix rows = MakeRows(64, 99);
   auto served = Served(m, rows);
