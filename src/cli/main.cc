@@ -71,6 +71,7 @@ Status CmdServer(Context& ctx) {
   opts.address = ctx.config.address;
   opts.port = static_cast<uint16_t>(ctx.config.port);
   opts.threads = ctx.config.http_threads;
+  opts.loops = ctx.config.http_loops;
   http::Server server(opts, api::BuildRouter(*platform));
   api::InstallHooks(server, *platform);
   TAKT_RETURN_IF_ERROR(server.Start());
@@ -519,7 +520,8 @@ int Main(int argc, char** argv) {
   auto* server = app.add_subcommand("server", "run the platform: API, inference, scheduler and workers");
   setting(server, "address", "listen address (default 127.0.0.1)");
   setting(server, "port", "listen port (default 8080; 0 picks a free one)");
-  setting(server, "http-threads", "HTTP worker threads (default 4)");
+  setting(server, "http-threads", "threads for API handlers (default 4)");
+  setting(server, "http-loops", "event loops serving connections (default 0: one per core, at most 8)");
   setting(server, "workers", "concurrent pipeline runs (default 2)");
   setting(server, "step-slots", "steps running at once on this server (default: the number of cores)");
   setting(server, "slurm-conf", "slurm.conf of a Slurm cluster for `executor: slurm` steps (default: none)");

@@ -69,6 +69,8 @@ const std::vector<Setting>& Settings() {
        [](Config& c, const std::string& v, const std::string& s) { return SetInt(c.port, v, s, 0, 65535); }},
       {"http-threads", [](Config& c, const std::string& v,
                           const std::string& s) { return SetInt(c.http_threads, v, s, 1, 256); }},
+      {"http-loops", [](Config& c, const std::string& v,
+                        const std::string& s) { return SetInt(c.http_loops, v, s, 0, 64); }},
       {"workers",
        [](Config& c, const std::string& v, const std::string& s) { return SetInt(c.workers, v, s, 1, 256); }},
       {"step-slots", [](Config& c, const std::string& v,

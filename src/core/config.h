@@ -20,7 +20,8 @@ struct Config {
   std::string landing_dir;      // empty: <data_dir>/landing; server-side ingest sources must lie under it
   std::string address = "127.0.0.1";
   int port = 8080;
-  int http_threads = 4;
+  int http_threads = 4;  // the handler pool
+  int http_loops = 0;    // event loops for connections; 0 = one per core
   int workers = 2;  // concurrent pipeline runs
   int step_slots =
       0;  // local executor: steps running at once across runs (0 = the number of cores, at least 2)
