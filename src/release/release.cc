@@ -410,9 +410,10 @@ Result<std::string> ReleaseService::SmokeTest(const Release& r, const StageConfi
     const std::vector<float>& row = samples[static_cast<size_t>(i) % samples.size()];
     if (row.size() != cols)
       return "sample row " + std::to_string(i + 1) + " does not have " + std::to_string(cols) + " values";
-    std::vector<float> p(model->num_outputs);
+    std::vector<float> p;
     auto t0 = std::chrono::steady_clock::now();
-    Status scored = model->Score(row.data(), 1, p.data());
+    // On the new variant's replicas, through its queue: what a request gets.
+    Status scored = serving_->Invoke(endpoint, model->variant, row, 1, &p);
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     latencies.push_back(ms);
     if (!scored)

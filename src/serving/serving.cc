@@ -574,6 +574,41 @@ Result<std::shared_ptr<const LoadedModel>> ServingService::Route(std::string_vie
   return live->Pick(pick)->model_ptr();
 }
 
+Status ServingService::Invoke(std::string_view name, std::string_view variant, const std::vector<float>& rows,
+                              size_t n, std::vector<float>* out) const {
+  TAKT_ASSIGN_OR_RETURN(auto live, Live(name));  // held: the runtime stays alive until the answer
+  VariantRuntime* runtime = live->Named(variant);
+  if (runtime == nullptr) {
+    return NotFound("endpoint " + std::string(name) + " has no variant '" + std::string(variant) +
+                    "' (it serves " + live->VariantNames() + ")");
+  }
+  const LoadedModel& m = runtime->model();
+  if (rows.size() != n * m.feature_names.size()) {
+    return InvalidArgument(std::to_string(rows.size()) + " values are not " + std::to_string(n) +
+                           " rows of " + std::to_string(m.feature_names.size()) + " features");
+  }
+  out->assign(n * m.num_outputs, 0.0f);
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  Status status = Ok();
+  Job job;
+  job.rows = rows.data();
+  job.n = n;
+  job.out = out->data();
+  job.done = [&](Status s, size_t) {
+    std::lock_guard lock(mu);
+    status = std::move(s);
+    done = true;
+    cv.notify_all();
+  };
+  TAKT_RETURN_IF_ERROR(runtime->Submit(&job));
+  // An admitted job is always completed (scored, failed, or scored by Stop), so this ends.
+  std::unique_lock lock(mu);
+  cv.wait(lock, [&] { return done; });
+  return status;
+}
+
 Result<std::shared_ptr<const LoadedModel>> ServingService::FindVariant(std::string_view name,
                                                                        std::string_view variant) const {
   TAKT_ASSIGN_OR_RETURN(auto live, Live(name));

@@ -207,6 +207,13 @@ class ServingService {
   Result<std::shared_ptr<const LoadedModel>> Route(std::string_view name, double pick) const;
   // The named variant ("weld-pm-v3"), whatever its weight (the target-variant
   // header; smoke tests of a variant at 0 %). NotFound names the variants.
+  // Scores n rows (n x features) on the named variant's replicas, as a
+  // request would (its queue, batching, a cold start), and waits for the
+  // answer: the release's smoke test. `out` gets n x num_outputs values.
+  // NotFound for an unknown endpoint or variant; the runtime's refusals
+  // (ResourceExhausted when its queues are full, Unavailable when stopping).
+  Status Invoke(std::string_view name, std::string_view variant, const std::vector<float>& rows, size_t n,
+                std::vector<float>* out) const;
   Result<std::shared_ptr<const LoadedModel>> FindVariant(std::string_view name,
                                                          std::string_view variant) const;
 

@@ -209,6 +209,27 @@ TEST_F(ServingTest, DeployServesTheApprovedModelExactly) {
   EXPECT_EQ(*served, want);  // bit-for-bit: the same model, the same rows
 }
 
+TEST_F(ServingTest, InvokeScoresOnTheVariantsReplicasAndRefusesBadCalls) {
+  ASSERT_EQ(RegisterApproved("weld-pm", *model_a_), 1);
+  ASSERT_TRUE(serving_->Deploy("weld-pm", 1, "dev", "ev-1").has_value());
+  ml::Matrix rows = MakeRows(5, 7);
+  std::vector<float> out;
+  Status ok = serving_->Invoke("weld-pm-dev", "weld-pm-v1", rows.values, rows.rows, &out);
+  ASSERT_TRUE(ok.has_value()) << ok.error().ToString();
+  EXPECT_EQ(out, ReferencePredict(*model_a_, rows));
+
+  Status unknown_variant = serving_->Invoke("weld-pm-dev", "weld-pm-v9", rows.values, rows.rows, &out);
+  ASSERT_FALSE(unknown_variant.has_value());
+  EXPECT_EQ(unknown_variant.error().code(), Code::kNotFound);
+  EXPECT_THAT(unknown_variant.error().message(), HasSubstr("weld-pm-v1"));  // names what it serves
+  Status unknown_endpoint = serving_->Invoke("weld-pm-prod", "weld-pm-v1", rows.values, rows.rows, &out);
+  ASSERT_FALSE(unknown_endpoint.has_value());
+  EXPECT_EQ(unknown_endpoint.error().code(), Code::kNotFound);
+  Status short_rows = serving_->Invoke("weld-pm-dev", "weld-pm-v1", rows.values, rows.rows + 1, &out);
+  ASSERT_FALSE(short_rows.has_value());
+  EXPECT_EQ(short_rows.error().code(), Code::kInvalidArgument);
+}
+
 TEST_F(ServingTest, UnknownEndpointIsNotFound) {
   auto found = serving_->Find("weld-pm-dev");
   ASSERT_FALSE(found.has_value());
