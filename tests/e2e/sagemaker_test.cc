@@ -9,21 +9,13 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
-#include <filesystem>
 
 #include "core/json.h"
-#include "e2e/testkit.h"
+#include "e2e/serving_fixture.h"
 #include "http/client.h"
-#include "registry/testing_xgboost.h"
 
 namespace takt::testkit {
 namespace {
-
-Json ParseOut(const CliResult& r) {
-  auto j = Json::parse(r.out, nullptr, false);
-  EXPECT_FALSE(j.is_discarded()) << "not JSON: " << r.out << r.err;
-  return j;
-}
 
 bool HasBoto3() { return std::system("/usr/bin/python3 -c 'import boto3, botocore' >/dev/null 2>&1") == 0; }
 
@@ -104,21 +96,11 @@ else:
 print(json.dumps(out))
 )PY";
 
-class SageMakerTest : public ::testing::Test {
+class SageMakerTest : public WeldPmServingTest {
  protected:
   void SetUp() override {
     if (!HasBoto3()) GTEST_SKIP() << "/usr/bin/python3 has no boto3 (apt-get install python3-boto3)";
-    std::string error;
-    ASSERT_TRUE(server_.Start(&error)) << error;
-    sam_ = server_.CreatePrincipal("sam", {"data-scientist"});
-    eve_ = server_.CreatePrincipal("eve", {"ml-engineer"});
-    ada_ = server_.CreatePrincipal("ada", {"approver"});
-    ASSERT_FALSE(sam_.empty() || eve_.empty() || ada_.empty());
-    ASSERT_EQ(server_
-                  .Cli(server_.admin_token(),
-                       {"project", "create", "weld-pm", "--member", "sam", "--member", "eve"})
-                  .exit_code,
-              0);
+    ASSERT_NO_FATAL_FAILURE(StartServerWithProject());
     CliResult mes = server_.Cli(server_.admin_token(), {"principal", "create", "plant-mes", "--service",
                                                         "--persona", "service", "-o", "json"});
     ASSERT_EQ(mes.exit_code, 0) << mes.err;
@@ -126,22 +108,7 @@ class SageMakerTest : public ::testing::Test {
     // dev endpoints admit the project's members (and admins).
     ASSERT_EQ(server_.Cli(server_.admin_token(), {"project", "add-member", "weld-pm", "plant-mes"}).exit_code,
               0);
-
-    dir_ = server_.dir() + "/notebook";
-    std::filesystem::create_directories(dir_);
-    ASSERT_EQ(registry::testing::TrainNotebookModels(dir_), "");
-    WriteFile(dir_ + "/release.yaml", "model_group: weld-pm\nstages:\n  - name: dev\n");
-    CliResult config = server_.Cli(eve_, {"release", "config", "put", dir_ + "/release.yaml"});
-    ASSERT_EQ(config.exit_code, 0) << config.out << config.err;
-    CliResult reg =
-        server_.Cli(sam_, {"model", "register", "--file", dir_ + "/weld.ubj", "--framework", "xgboost",
-                           "--group", "weld-pm", "--project", "weld-pm", "-o", "json"});
-    ASSERT_EQ(reg.exit_code, 0) << reg.out << reg.err;
-    ASSERT_EQ(server_.Cli(ada_, {"model", "approve", "weld-pm", "1"}).exit_code, 0);
-    CliResult wait =
-        server_.Cli(eve_, {"release", "wait", "weld-pm", "--version", "1", "--timeout", "120", "-o", "json"});
-    ASSERT_EQ(wait.exit_code, 0) << wait.out << wait.err;
-    ASSERT_EQ(ParseOut(wait)["status"], "Succeeded") << wait.out;
+    ASSERT_NO_FATAL_FAILURE(ReleaseVersion1("model_group: weld-pm\nstages:\n  - name: dev\n"));
     script_ = server_.dir() + "/client.py";
     WriteFile(script_, kClientScript);
   }
@@ -161,8 +128,7 @@ class SageMakerTest : public ::testing::Test {
     return r->body;
   }
 
-  TaktServer server_;
-  std::string sam_, eve_, ada_, mes_, dir_, script_;
+  std::string mes_, script_;
 };
 
 TEST_F(SageMakerTest, Boto3InvokesWithATaktAccessKeyAndForgeriesAreRefused) {

@@ -9,66 +9,26 @@
 #include <filesystem>
 
 #include "core/json.h"
-#include "e2e/testkit.h"
+#include "e2e/serving_fixture.h"
 #include "http/client.h"
-#include "registry/testing_xgboost.h"
 
 namespace takt::testkit {
 namespace {
 
-Json ParseBody(const std::string& body) {
-  auto j = Json::parse(body, nullptr, false);
-  EXPECT_FALSE(j.is_discarded()) << "not JSON: " << body;
-  return j;
-}
-
-class ServingE2eTest : public ::testing::Test {
+class ServingE2eTest : public WeldPmServingTest {
  protected:
   void SetUp() override {
-    std::string error;
-    ASSERT_TRUE(server_.Start(&error)) << error;
-    sam_ = server_.CreatePrincipal("sam", {"data-scientist"});
-    eve_ = server_.CreatePrincipal("eve", {"ml-engineer"});
-    ada_ = server_.CreatePrincipal("ada", {"approver"});
-    ASSERT_FALSE(sam_.empty() || eve_.empty() || ada_.empty());
-    ASSERT_EQ(server_
-                  .Cli(server_.admin_token(),
-                       {"project", "create", "weld-pm", "--member", "sam", "--member", "eve"})
-                  .exit_code,
-              0);
-    dir_ = server_.dir() + "/notebook";
-    std::filesystem::create_directories(dir_);
-    ASSERT_EQ(registry::testing::TrainNotebookModels(dir_), "");
-    WriteFile(dir_ + "/release.yaml",
-              "model_group: weld-pm\n"
-              "stages:\n"
-              "  - name: dev\n"
-              "    replicas: {min: 1, max: 3}\n"
-              "    autoscaling: {target_in_flight: 2}\n"
-              "    batching: {max_batch_size: 16}\n"
-              "    queue: {capacity: 64}\n"
-              "    capture: 100\n");
-    CliResult config = server_.Cli(eve_, {"release", "config", "put", dir_ + "/release.yaml"});
-    ASSERT_EQ(config.exit_code, 0) << config.out << config.err;
-    CliResult reg =
-        server_.Cli(sam_, {"model", "register", "--file", dir_ + "/weld.ubj", "--framework", "xgboost",
-                           "--group", "weld-pm", "--project", "weld-pm", "-o", "json"});
-    ASSERT_EQ(reg.exit_code, 0) << reg.out << reg.err;
-    ASSERT_EQ(server_.Cli(ada_, {"model", "approve", "weld-pm", "1"}).exit_code, 0);
-    CliResult wait =
-        server_.Cli(eve_, {"release", "wait", "weld-pm", "--version", "1", "--timeout", "120", "-o", "json"});
-    ASSERT_EQ(wait.exit_code, 0) << wait.out << wait.err;
+    ASSERT_NO_FATAL_FAILURE(StartServerWithProject());
+    ASSERT_NO_FATAL_FAILURE(
+        ReleaseVersion1("model_group: weld-pm\n"
+                        "stages:\n"
+                        "  - name: dev\n"
+                        "    replicas: {min: 1, max: 3}\n"
+                        "    autoscaling: {target_in_flight: 2}\n"
+                        "    batching: {max_batch_size: 16}\n"
+                        "    queue: {capacity: 64}\n"
+                        "    capture: 100\n"));
   }
-
-  http::Client ClientAs(const std::string& token) {
-    auto c = http::Client::Create(server_.url());
-    EXPECT_TRUE(c.has_value());
-    if (!token.empty()) c->SetHeader("Authorization", "Bearer " + token);
-    return std::move(*c);
-  }
-
-  TaktServer server_;
-  std::string sam_, eve_, ada_, dir_;
 };
 
 TEST_F(ServingE2eTest, EveryProtocolGivesTheSamePredictions) {
