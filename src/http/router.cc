@@ -69,7 +69,14 @@ Router::Pattern Router::Parse(std::string_view pattern) {
 }
 
 void Router::Add(Route route) {
-  patterns_.push_back(Parse(route.pattern));
+  Pattern pattern = Parse(route.pattern);
+  size_t index = routes_.size();
+  if (!pattern.segments.empty() && pattern.segments.front().kind == Segment::kLiteral) {
+    by_first_literal_[pattern.segments.front().text].push_back(index);
+  } else {
+    first_not_literal_.push_back(index);
+  }
+  patterns_.push_back(std::move(pattern));
   routes_.push_back(std::move(route));
 }
 
@@ -92,7 +99,14 @@ Match Router::Find(std::string_view method, std::string_view path,
   size_t best = routes_.size();
   std::vector<std::string> other_methods;
   std::vector<int> rank;
-  for (size_t r = 0; r < routes_.size(); ++r) {
+  // Only routes whose first segment can match: the literal's, and the ones
+  // starting with a parameter, merged back into the order they were added.
+  static const std::vector<size_t> kNone;
+  auto literal = by_first_literal_.find(std::string_view(decoded.front()));
+  const std::vector<size_t>& a = literal == by_first_literal_.end() ? kNone : literal->second;
+  const std::vector<size_t>& b = first_not_literal_;
+  for (size_t ia = 0, ib = 0; ia < a.size() || ib < b.size();) {
+    size_t r = ib == b.size() || (ia < a.size() && a[ia] < b[ib]) ? a[ia++] : b[ib++];
     const Pattern& pattern = patterns_[r];
     if (!pattern.error.empty()) continue;
     const auto& segments = pattern.segments;

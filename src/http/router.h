@@ -93,6 +93,11 @@ class Router {
 
   std::vector<Route> routes_;
   std::vector<Pattern> patterns_;  // parallel to routes_
+  // Candidates by the first segment: routes whose pattern starts with that
+  // literal, and those starting with a parameter (tried for every path); both
+  // in the order the routes were added.
+  std::map<std::string, std::vector<size_t>, std::less<>> by_first_literal_;
+  std::vector<size_t> first_not_literal_;
 };
 
 }  // namespace takt::http

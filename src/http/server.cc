@@ -60,6 +60,17 @@ constexpr size_t kPipeCapacity = size_t{1} << 20;
 constexpr size_t kMaxQueuedPieces = 1;
 
 std::string_view View(beast::string_view s) { return std::string_view(s.data(), s.size()); }
+
+// ASCII case-insensitive equality; `lower` is lowercase.
+bool IEquals(std::string_view text, std::string_view lower) {
+  if (text.size() != lower.size()) return false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (c != lower[i]) return false;
+  }
+  return true;
+}
 beast::string_view BeastView(std::string_view s) { return beast::string_view(s.data(), s.size()); }
 
 // Request body bytes from the connection's strand (Push, Finish, Fail) to a
@@ -582,7 +593,7 @@ class Session : public std::enable_shared_from_this<Session> {
     header_parser_.reset();
     body_parser_->body_limit(route_->max_body_bytes);
     body_parser_->eager(true);
-    if (ToLower(request_.Header("expect")) == "100-continue") {
+    if (IEquals(request_.Header("expect"), "100-continue")) {
       continue_.emplace(bhttp::status::continue_, 11);
       deadline_ = request_deadline_;
       return bhttp::async_write(socket_, *continue_, Io([](Session& s, beast::error_code ec, size_t) {
@@ -867,7 +878,7 @@ class Session : public std::enable_shared_from_this<Session> {
       stream_parser_.emplace(std::move(*header_parser_));
       header_parser_.reset();
       stream_parser_->body_limit(route_->max_body_bytes);
-      continue_pending_ = ToLower(request_.Header("expect")) == "100-continue";
+      continue_pending_ = IEquals(request_.Header("expect"), "100-continue");
     }
     job->request = std::move(request_);
     job->request.body_stream = job->body.get();
@@ -1125,9 +1136,8 @@ class Session : public std::enable_shared_from_this<Session> {
           name.find(':') != std::string::npos) {
         continue;
       }
-      std::string lower = ToLower(name);
-      if (lower == "content-length" || lower == "transfer-encoding" || lower == "connection" ||
-          lower == "server") {
+      if (IEquals(name, "content-length") || IEquals(name, "transfer-encoding") ||
+          IEquals(name, "connection") || IEquals(name, "server")) {
         continue;
       }
       out += name;
