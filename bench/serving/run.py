@@ -41,12 +41,17 @@ NFEAT = 32
 FEATURES = ["f%02d" % i for i in range(NFEAT)]
 GROUP = "bench"
 ENDPOINT = GROUP + "-dev"
+# The same model under a second group whose dev stage captures every request:
+# capture at 0 vs 100 % through the whole server, at the same offered load.
+CAPTURE_GROUP = "benchcap"
+CAPTURE_ENDPOINT = CAPTURE_GROUP + "-dev"
 TOLERANCE = 1e-6
 
 # Goals the serving engine work refers to.
 GOAL_FLASK_RATIO = 10.0
 GOAL_NGINX_RATIO = 0.60
 GOAL_P99_MS = 2.0
+GOAL_CAPTURE_MEDIAN = 1.05  # capture at 100 % adds at most 5 % to median latency
 
 
 class BenchError(Exception):
@@ -267,6 +272,7 @@ class Takt:
         self.env.update(TAKT_DATA_DIR=str(self.dir / "data"), TAKT_CREDENTIALS_FILE=str(self.dir / "credentials"))
         self.port = None
         self.token = None  # the invoking principal's (a member of project bench)
+        self.admin = None
 
     def cli(self, token, *args, want_json=True):
         env = dict(self.env)
@@ -315,7 +321,44 @@ class Takt:
 
         wait_until("endpoint %s InService" % ENDPOINT, serving, 120, proc=p, log_file=work / "logs" / "takt.log")
         self.token = user
+        self.admin = admin
         return self.port
+
+    def start_capture_endpoint(self, model_path, sample_csv):
+        """The same model under CAPTURE_GROUP, whose only stage (dev, default settings) captures 100 %."""
+        engineer = self.cli(self.admin, "principal", "create", "bench-engineer", "--persona", "ml-engineer")["token"]
+        approver = self.cli(self.admin, "principal", "create", "bench-cap-approver", "--persona",
+                            "approver")["token"]
+        self.cli(self.admin, "project", "add-member", GROUP, "bench-engineer", want_json=False)
+        cfg = self.dir / "release-capture.yaml"
+        cfg.write_text("model_group: %s\nstages:\n  - name: dev\n    capture: 100\n"
+                       "    gates:\n      - smoke_test: true\n" % CAPTURE_GROUP)
+        # The group exists once its first version is registered; its config applies from the approval on.
+        self.cli(self.token, "model", "register", "--file", str(model_path), "--framework", "xgboost", "--group",
+                 CAPTURE_GROUP, "--project", GROUP, "--sample", str(sample_csv))
+        self.cli(engineer, "release", "config", "put", str(cfg), want_json=False)
+        self.cli(approver, "model", "approve", CAPTURE_GROUP, "1", "--comment", "bench/serving capture",
+                 want_json=False)
+        rel = self.cli(self.token, "release", "wait", CAPTURE_GROUP, "--version", "1", "--timeout", "120")
+        log("release of %s v1: %s (%s)" % (CAPTURE_GROUP, rel.get("status"), rel.get("message", "")))
+
+        def serving():
+            eps = self.cli(self.token, "endpoint", "list")
+            return any(e.get("name") == CAPTURE_ENDPOINT and e.get("status") == "InService"
+                       for e in (eps if isinstance(eps, list) else eps.get("endpoints", [])))
+
+        wait_until("endpoint %s InService" % CAPTURE_ENDPOINT, serving, 120)
+
+    def captured_records(self):
+        """takt_capture_records_total of the capture endpoint, from /metrics."""
+        st, body = http_request(self.port, "GET", "/metrics", token=self.admin)
+        if st != 200:
+            raise BenchError("/metrics answered %d: %s" % (st, body[:300]))
+        total = 0.0
+        for line in body.decode().splitlines():
+            if line.startswith("takt_capture_records_total{") and 'endpoint="%s"' % CAPTURE_ENDPOINT in line:
+                total += float(line.rsplit(" ", 1)[1])
+        return int(total)
 
 
 # --------------------------------------------------------------------------- load
@@ -500,8 +543,9 @@ def report(args, info, scenarios, results, preds, targets):
         rows = [(k, results[k]) for k in keys if k in results and results[k]]
         if not rows:
             return
-        L.append("## " + title)
-        L.append("")
+        if title:
+            L.append("## " + title)
+            L.append("")
         if open_loop:
             L.append("| system | request | target req/s | achieved req/s | p50 ms | p90 ms | p99 ms | service p99 ms | "
                      "client lag ms | errors | runs |")
@@ -524,7 +568,7 @@ def report(args, info, scenarios, results, preds, targets):
                 L.append("| %s | %s | %d | %s | %s | %s | %s | %s | %d |" % (
                     sc["system"], sc["label"], sc["conns"], fmt(s["rps"], "%.0f"), fmt(s["p50"]), fmt(s["p90"]),
                     fmt(s["p99"]), errors_cell(s), s["n"]))
-        if open_loop and behind:
+        if open_loop and behind and title:
             L.append("")
             L.append("**behind**: fewer than 95 %% of the scheduled requests were answered in time, i.e. the "
                      "offered load was not sustained (%s). With a small client lag the server fell behind (the "
@@ -541,6 +585,20 @@ def report(args, info, scenarios, results, preds, targets):
            "nginx-static-c%d" % c2])
     table("takt latency at %d %% of its peak (open loop, %d connections)" % (int(args.load_fraction * 100), c1),
           ["takt-json-half", "takt-oip-half", "takt-csv-half"], open_loop=True)
+    if results.get("takt-jsoncap-half"):
+        L.append("## Data capture at 0 vs 100 %")
+        L.append("")
+        L.append("Endpoint `%s` serves the same model with the same dev settings as `%s`, with `capture: 100` "
+                 "(every request's input, output, inference id, variant and latency go to encrypted, rotated "
+                 "segments). Open loop at the same offered load as the JSON row above (%d %% of the JSON peak "
+                 "without capture); closed loop at %d connections. Records captured during the run, from "
+                 "`takt_capture_records_total`: %s of %s requests sent (the rest were dropped as the ring "
+                 "filled, counted in `takt_capture_dropped_total`)."
+                 % (CAPTURE_ENDPOINT, ENDPOINT, int(args.load_fraction * 100), c1, info.get("captured", "?"),
+                    info.get("capture_requests", "?")))
+        L.append("")
+        table(None, ["takt-json-half", "takt-jsoncap-half"], open_loop=True)
+        table(None, ["takt-json-c%d" % c1, "takt-jsoncap-c%d" % c1])
 
     G = []
     for conns in (c1, c2):
@@ -575,6 +633,12 @@ def report(args, info, scenarios, results, preds, targets):
             s = summarize(results[k])
             G.append(goal_row("takt p99 at peak, %s, %d conns" % (scenarios[k]["label"], c1), "%.2f ms" % s["p99"],
                               "≤ %g ms" % GOAL_P99_MS, s["p99"] <= GOAL_P99_MS, s["errors"]))
+    if results.get("takt-jsoncap-half") and results.get("takt-json-half"):
+        off, on = summarize(results["takt-json-half"]), summarize(results["takt-jsoncap-half"])
+        r = on["p50"] / off["p50"] if off["p50"] else float("nan")
+        G.append(goal_row("median latency, capture 100 %% / none, open loop at %.0f req/s" % off["target"],
+                          "%.2f× (%.3f / %.3f ms)" % (r, on["p50"], off["p50"]), "≤ %.2f×" % GOAL_CAPTURE_MEDIAN,
+                          r <= GOAL_CAPTURE_MEDIAN, on["errors"] or off["errors"]))
     if G:
         L.append("## Goals")
         L.append("")
@@ -618,6 +682,7 @@ def main():
     ap.add_argument("--trees", type=int, default=500, help="trees (default 500)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--rebuild-model", action="store_true", help="retrain even if the work dir has the model")
+    ap.add_argument("--no-capture", action="store_true", help="skip the capture at 0 vs 100 %% scenarios")
     ap.add_argument("--note", default="", help="a line for the results header")
     args = ap.parse_args()
 
@@ -698,6 +763,12 @@ def main():
                 targets["takt-" + proto] = {"system": "takt", "port": port, "path": path, "method": "POST",
                                             "body": bodies[proto][0], "ctype": bodies[proto][1],
                                             "token": takt.token, "label": label}
+            if not args.no_capture:
+                takt.start_capture_endpoint(model_path, sample_csv)
+                targets["takt-jsoncap"] = {"system": "takt", "port": port,
+                                           "path": "/endpoints/%s/invocations" % CAPTURE_ENDPOINT, "method": "POST",
+                                           "body": bodies["json"][0], "ctype": bodies["json"][1],
+                                           "token": takt.token, "label": "JSON invocations, capture 100 %"}
 
         got, ref_name, ref = check_predictions(targets, local_pred)
         preds = (got, ref_name, ref)
@@ -706,8 +777,8 @@ def main():
         scenarios = {}
         order = []
         for conns in (args.connections, args.connections_high):
-            for tkey in ("takt-json", "flask", "nginx", "takt-oip", "takt-csv"):
-                if tkey not in targets:
+            for tkey in ("takt-json", "flask", "nginx", "takt-oip", "takt-csv", "takt-jsoncap"):
+                if tkey not in targets or (tkey == "takt-jsoncap" and conns != args.connections):
                     continue
                 t = targets[tkey]
                 proto = {"flask": "json", "nginx": "static"}.get(tkey, tkey.split("-")[-1])
@@ -720,6 +791,11 @@ def main():
                 scenarios[key] = dict(targets[tkey], conns=args.connections, kind="open",
                                       peak="%s-c%d" % (tkey, args.connections), target=tkey)
                 order.append(key)
+        if "takt-jsoncap" in targets:
+            # The same offered load as takt-json-half: half of the JSON peak without capture.
+            scenarios["takt-jsoncap-half"] = dict(targets["takt-jsoncap"], conns=args.connections, kind="open",
+                                                  peak="takt-json-c%d" % args.connections, target="takt-jsoncap")
+            order.append("takt-jsoncap-half")
         results = {k: [] for k in order}
 
         if args.warmup > 0:
@@ -757,6 +833,10 @@ def main():
                         tag, r["rps"], r["p50"], r["p99"], r["errors"],
                         " %s" % r["error_detail"] if r["errors"] else ""))
         info["load_after"] = "%.2f" % os.getloadavg()[0]
+        if "takt-jsoncap" in targets:
+            info["captured"] = takt.captured_records()
+            info["capture_requests"] = sum(r["requests"] for k in ("takt-jsoncap-c%d" % args.connections,
+                                                                   "takt-jsoncap-half") for r in results.get(k, []))
         (work / "results.json").write_text(json.dumps(
             {"info": info, "scenarios": {k: {kk: str(vv) for kk, vv in v.items() if kk != "token"}
                                          for k, v in scenarios.items()}, "results": results}, indent=1))

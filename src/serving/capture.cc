@@ -1,5 +1,7 @@
 #include "serving/capture.h"
 
+#include <sys/resource.h>
+#include <unistd.h>
 #include <zstd.h>
 
 #include <algorithm>
@@ -31,6 +33,8 @@ constexpr size_t kMaxPlaintext = size_t{1} << 30;  // a segment that claims more
 // How long the thread sleeps with nothing to do; producers wake it early only
 // when the ring is half full, so the request path never makes a syscall.
 constexpr std::chrono::milliseconds kIdlePoll{100};
+// The writer thread's nice value (background_priority): below request threads.
+constexpr int kWriterNice = 10;
 constexpr std::chrono::milliseconds kBusyPoll{20};
 
 bool ValidEndpointName(std::string_view name) {
@@ -384,6 +388,10 @@ std::string CaptureWriter::NewInferenceId() {
 }
 
 void CaptureWriter::Run() {
+  // Capture must not take CPU from requests: on a busy machine the writer
+  // yields to them (a full ring then drops and counts), and catches up when
+  // there is room.
+  if (options_.background_priority) setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), kWriterNice);
   CaptureRecord record;
   for (;;) {
     uint64_t ticket;

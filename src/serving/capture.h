@@ -94,7 +94,9 @@ struct CaptureOptions {
   size_t queue_capacity = 8192;        // records; rounded up to a power of two
   size_t max_segment_bytes = 4 << 20;  // plaintext
   int64_t max_segment_age_ms = 60'000;
-  int zstd_level = 3;
+  int zstd_level = 1;  // fast: segments are small and the writer shares the cores with requests
+  // The writer thread runs at a lower priority (nice +10) than the threads serving requests.
+  bool background_priority = true;
   const Clock* clock = nullptr;        // RealClock() if null
   blob::FileSystem* fs = nullptr;      // DefaultFileSystem() if null
   EndpointMetrics* metrics = nullptr;  // capture counters, if set
