@@ -323,17 +323,24 @@ struct ServerState {
 
   // Declared after the members above: destroyed first, so handlers destroyed
   // with the io_contexts never outlive the state they point to.
+  std::vector<std::unique_ptr<Loop>> loops;
   // The handler pool: handlers of plain routes and the hooks that may write
   // (audit) run here, so a slow handler never stalls a loop's connections.
+  // Declared after the loops: handlers left in it (a Stop that timed out)
+  // hold sessions whose sockets belong to a loop, so it goes first.
   net::io_context pool;
   std::optional<net::executor_work_guard<Executor>> pool_work;
-  std::vector<std::unique_ptr<Loop>> loops;
   std::optional<Acceptor> acceptor;  // on loops[0]
   std::optional<net::steady_timer> accept_backoff;
   std::vector<std::thread> threads;
 
   ServerState(int pool_threads, int loop_count) : pool(pool_threads) {
     for (int i = 0; i < loop_count; ++i) loops.push_back(std::make_unique<Loop>());
+  }
+  ~ServerState() {
+    // The acceptor and its timer belong to loops[0]: gone before it.
+    accept_backoff.reset();
+    acceptor.reset();
   }
 };
 
