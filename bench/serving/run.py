@@ -45,6 +45,9 @@ ENDPOINT = GROUP + "-dev"
 # capture at 0 vs 100 % through the whole server, at the same offered load.
 CAPTURE_GROUP = "benchcap"
 CAPTURE_ENDPOINT = CAPTURE_GROUP + "-dev"
+# Its control: set up exactly the same way (same config shape, same release), capture 0.
+CONTROL_GROUP = "benchnocap"
+CONTROL_ENDPOINT = CONTROL_GROUP + "-dev"
 TOLERANCE = 1e-6
 
 # Goals the serving engine work refers to.
@@ -324,30 +327,33 @@ class Takt:
         self.admin = admin
         return self.port
 
-    def start_capture_endpoint(self, model_path, sample_csv):
-        """The same model under CAPTURE_GROUP, whose only stage (dev, default settings) captures 100 %."""
+    def start_capture_endpoints(self, model_path, sample_csv):
+        """The same model under CAPTURE_GROUP (dev stage, default settings, capture 100 %) and under
+        CONTROL_GROUP (the same, capture 0): the two differ in capture only."""
         engineer = self.cli(self.admin, "principal", "create", "bench-engineer", "--persona", "ml-engineer")["token"]
         approver = self.cli(self.admin, "principal", "create", "bench-cap-approver", "--persona",
                             "approver")["token"]
         self.cli(self.admin, "project", "add-member", GROUP, "bench-engineer", want_json=False)
-        cfg = self.dir / "release-capture.yaml"
-        cfg.write_text("model_group: %s\nstages:\n  - name: dev\n    capture: 100\n"
-                       "    gates:\n      - smoke_test: true\n" % CAPTURE_GROUP)
-        # The group exists once its first version is registered; its config applies from the approval on.
-        self.cli(self.token, "model", "register", "--file", str(model_path), "--framework", "xgboost", "--group",
-                 CAPTURE_GROUP, "--project", GROUP, "--sample", str(sample_csv))
-        self.cli(engineer, "release", "config", "put", str(cfg), want_json=False)
-        self.cli(approver, "model", "approve", CAPTURE_GROUP, "1", "--comment", "bench/serving capture",
-                 want_json=False)
-        rel = self.cli(self.token, "release", "wait", CAPTURE_GROUP, "--version", "1", "--timeout", "120")
-        log("release of %s v1: %s (%s)" % (CAPTURE_GROUP, rel.get("status"), rel.get("message", "")))
+        for group, percent in ((CAPTURE_GROUP, 100), (CONTROL_GROUP, 0)):
+            cfg = self.dir / ("release-%s.yaml" % group)
+            cfg.write_text("model_group: %s\nstages:\n  - name: dev\n    capture: %d\n"
+                           "    gates:\n      - smoke_test: true\n" % (group, percent))
+            # The group exists once its first version is registered; its config applies from the approval on.
+            self.cli(self.token, "model", "register", "--file", str(model_path), "--framework", "xgboost",
+                     "--group", group, "--project", GROUP, "--sample", str(sample_csv))
+            self.cli(engineer, "release", "config", "put", str(cfg), want_json=False)
+            self.cli(approver, "model", "approve", group, "1", "--comment", "bench/serving capture",
+                     want_json=False)
+            rel = self.cli(self.token, "release", "wait", group, "--version", "1", "--timeout", "120")
+            log("release of %s v1: %s (%s)" % (group, rel.get("status"), rel.get("message", "")))
+            endpoint = group + "-dev"
 
-        def serving():
-            eps = self.cli(self.token, "endpoint", "list")
-            return any(e.get("name") == CAPTURE_ENDPOINT and e.get("status") == "InService"
-                       for e in (eps if isinstance(eps, list) else eps.get("endpoints", [])))
+            def serving():
+                eps = self.cli(self.token, "endpoint", "list")
+                return any(e.get("name") == endpoint and e.get("status") == "InService"
+                           for e in (eps if isinstance(eps, list) else eps.get("endpoints", [])))
 
-        wait_until("endpoint %s InService" % CAPTURE_ENDPOINT, serving, 120)
+            wait_until("endpoint %s InService" % endpoint, serving, 120)
 
     def captured_records(self):
         """takt_capture_records_total of the capture endpoint, from /metrics."""
@@ -588,17 +594,18 @@ def report(args, info, scenarios, results, preds, targets):
     if results.get("takt-jsoncap-half"):
         L.append("## Data capture at 0 vs 100 %")
         L.append("")
-        L.append("Endpoint `%s` serves the same model with the same dev settings as `%s`, with `capture: 100` "
-                 "(every request's input, output, inference id, variant and latency go to encrypted, rotated "
-                 "segments). Open loop at the same offered load as the JSON row above (%d %% of the JSON peak "
-                 "without capture); closed loop at %d connections. Records captured during the run, from "
-                 "`takt_capture_records_total`: %s of %s requests sent (the rest were dropped as the ring "
-                 "filled, counted in `takt_capture_dropped_total`)."
-                 % (CAPTURE_ENDPOINT, ENDPOINT, int(args.load_fraction * 100), c1, info.get("captured", "?"),
-                    info.get("capture_requests", "?")))
+        L.append("Endpoints `%s` and `%s` serve the same model, released the same way (a dev-only release "
+                 "config, default settings); they differ only in `capture: 100` vs `capture: 0` (every request's "
+                 "input, output, inference id, variant and latency go to encrypted, rotated segments). `%s` "
+                 "(default config, its release waiting at int) is shown for reference. Open loop at the same "
+                 "offered load for all (%d %% of `%s`'s JSON peak); closed loop at %d connections. Records "
+                 "captured during the measured runs, from `takt_capture_records_total`: %s for %s requests sent "
+                 "(plus the warm-up's; a full ring drops, counted in `takt_capture_dropped_total`)."
+                 % (CAPTURE_ENDPOINT, CONTROL_ENDPOINT, ENDPOINT, int(args.load_fraction * 100), ENDPOINT, c1,
+                    info.get("captured", "?"), info.get("capture_requests", "?")))
         L.append("")
-        table(None, ["takt-json-half", "takt-jsoncap-half"], open_loop=True)
-        table(None, ["takt-json-c%d" % c1, "takt-jsoncap-c%d" % c1])
+        table(None, ["takt-jsonnocap-half", "takt-jsoncap-half", "takt-json-half"], open_loop=True)
+        table(None, ["takt-jsonnocap-c%d" % c1, "takt-jsoncap-c%d" % c1, "takt-json-c%d" % c1])
 
     G = []
     for conns in (c1, c2):
@@ -633,8 +640,8 @@ def report(args, info, scenarios, results, preds, targets):
             s = summarize(results[k])
             G.append(goal_row("takt p99 at peak, %s, %d conns" % (scenarios[k]["label"], c1), "%.2f ms" % s["p99"],
                               "≤ %g ms" % GOAL_P99_MS, s["p99"] <= GOAL_P99_MS, s["errors"]))
-    if results.get("takt-jsoncap-half") and results.get("takt-json-half"):
-        off, on = summarize(results["takt-json-half"]), summarize(results["takt-jsoncap-half"])
+    if results.get("takt-jsoncap-half") and results.get("takt-jsonnocap-half"):
+        off, on = summarize(results["takt-jsonnocap-half"]), summarize(results["takt-jsoncap-half"])
         r = on["p50"] / off["p50"] if off["p50"] else float("nan")
         G.append(goal_row("median latency, capture 100 %% / none, open loop at %.0f req/s" % off["target"],
                           "%.2f× (%.3f / %.3f ms)" % (r, on["p50"], off["p50"]), "≤ %.2f×" % GOAL_CAPTURE_MEDIAN,
@@ -764,11 +771,12 @@ def main():
                                             "body": bodies[proto][0], "ctype": bodies[proto][1],
                                             "token": takt.token, "label": label}
             if not args.no_capture:
-                takt.start_capture_endpoint(model_path, sample_csv)
-                targets["takt-jsoncap"] = {"system": "takt", "port": port,
-                                           "path": "/endpoints/%s/invocations" % CAPTURE_ENDPOINT, "method": "POST",
-                                           "body": bodies["json"][0], "ctype": bodies["json"][1],
-                                           "token": takt.token, "label": "JSON invocations, capture 100 %"}
+                takt.start_capture_endpoints(model_path, sample_csv)
+                for key, endpoint, label in (("takt-jsoncap", CAPTURE_ENDPOINT, "JSON, `%s` (capture 100 %%)"),
+                                             ("takt-jsonnocap", CONTROL_ENDPOINT, "JSON, `%s` (capture 0 %%)")):
+                    targets[key] = {"system": "takt", "port": port, "path": "/endpoints/%s/invocations" % endpoint,
+                                    "method": "POST", "body": bodies["json"][0], "ctype": bodies["json"][1],
+                                    "token": takt.token, "label": label % endpoint}
 
         got, ref_name, ref = check_predictions(targets, local_pred)
         preds = (got, ref_name, ref)
@@ -777,8 +785,9 @@ def main():
         scenarios = {}
         order = []
         for conns in (args.connections, args.connections_high):
-            for tkey in ("takt-json", "flask", "nginx", "takt-oip", "takt-csv", "takt-jsoncap"):
-                if tkey not in targets or (tkey == "takt-jsoncap" and conns != args.connections):
+            for tkey in ("takt-json", "flask", "nginx", "takt-oip", "takt-csv", "takt-jsoncap", "takt-jsonnocap"):
+                if tkey not in targets or (tkey.startswith("takt-jsonc") or tkey.startswith("takt-jsonn")) \
+                        and conns != args.connections:
                     continue
                 t = targets[tkey]
                 proto = {"flask": "json", "nginx": "static"}.get(tkey, tkey.split("-")[-1])
@@ -791,11 +800,12 @@ def main():
                 scenarios[key] = dict(targets[tkey], conns=args.connections, kind="open",
                                       peak="%s-c%d" % (tkey, args.connections), target=tkey)
                 order.append(key)
-        if "takt-jsoncap" in targets:
-            # The same offered load as takt-json-half: half of the JSON peak without capture.
-            scenarios["takt-jsoncap-half"] = dict(targets["takt-jsoncap"], conns=args.connections, kind="open",
-                                                  peak="takt-json-c%d" % args.connections, target="takt-jsoncap")
-            order.append("takt-jsoncap-half")
+        for tkey in ("takt-jsoncap", "takt-jsonnocap"):
+            if tkey in targets:
+                # The same offered load as takt-json-half: half of the JSON peak of bench-dev.
+                scenarios[tkey + "-half"] = dict(targets[tkey], conns=args.connections, kind="open",
+                                                 peak="takt-json-c%d" % args.connections, target=tkey)
+                order.append(tkey + "-half")
         results = {k: [] for k in order}
 
         if args.warmup > 0:
@@ -837,6 +847,7 @@ def main():
             info["captured"] = takt.captured_records()
             info["capture_requests"] = sum(r["requests"] for k in ("takt-jsoncap-c%d" % args.connections,
                                                                    "takt-jsoncap-half") for r in results.get(k, []))
+            info["warmup_requests"] = "%d s of warm-up" % args.warmup if args.warmup > 0 else "none"
         (work / "results.json").write_text(json.dumps(
             {"info": info, "scenarios": {k: {kk: str(vv) for kk, vv in v.items() if kk != "token"}
                                          for k, v in scenarios.items()}, "results": results}, indent=1))

@@ -1,5 +1,6 @@
 #include "serving/capture.h"
 
+#include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
 #include <zstd.h>
@@ -391,7 +392,14 @@ void CaptureWriter::Run() {
   // Capture must not take CPU from requests: on a busy machine the writer
   // yields to them (a full ring then drops and counts), and catches up when
   // there is room.
-  if (options_.background_priority) setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), kWriterNice);
+  if (options_.background_priority) {
+    // SCHED_IDLE: it runs only when a core has nothing else to run, and never
+    // preempts a thread serving a request.
+    sched_param param{};
+    if (sched_setscheduler(0, SCHED_IDLE, &param) != 0) {
+      setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), kWriterNice);
+    }
+  }
   CaptureRecord record;
   for (;;) {
     uint64_t ticket;
