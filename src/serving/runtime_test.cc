@@ -271,10 +271,14 @@ TEST(RuntimeTest, AtZeroReplicasTheModelIsFreedAndTheNextRequestLoadsItAgain) {
   EXPECT_NE(model->Resident(), nullptr);
   EXPECT_EQ(rt.ReplicasHoldingModel(), 1);
 
+  // The worker counts the job finished just after its completion ran.
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (rt.Stats().in_flight > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(1ms);
   auto now = VariantRuntime::Clock::now();
   rt.Tick(now + 200ms);  // idle: to zero
   EXPECT_EQ(rt.Stats().replicas, 0);
-  auto deadline = std::chrono::steady_clock::now() + 5s;
+  deadline = std::chrono::steady_clock::now() + 5s;
   while (rt.ReplicasHoldingModel() > 0 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(5ms);
   EXPECT_EQ(rt.ReplicasHoldingModel(), 0);
