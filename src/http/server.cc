@@ -1041,11 +1041,25 @@ class Session : public std::enable_shared_from_this<Session> {
         deadline_ = Clock::now() + server_.options.write_timeout;  // progress, not the whole body
         return net::async_write(socket_, bhttp::make_chunk(net::buffer(piece_)),
                                 Io([](Session& s, beast::error_code ec, size_t) { s.OnPieceWritten(ec); }));
-      case PiecePipe::Next::kEnd:
-        piece_ = std::string();
+      case PiecePipe::Next::kEnd: {
+        // The last chunk is five bytes: written right here when the socket
+        // takes them (it nearly always does), so the stream counts as sent
+        // before the client can see its end, and a Stop the client then
+        // calls cannot mark a delivered stream as broken off.
+        piece_ = "0\r\n\r\n";
+        beast::error_code ec;
+        socket_.non_blocking(true, ec);
+        size_t n = ec ? 0 : socket_.write_some(net::buffer(piece_), ec);
+        if (!ec && n == piece_.size()) {
+          piece_ = std::string();
+          return OnLastPiece({});
+        }
+        if (ec && ec != net::error::would_block && ec != net::error::try_again) return OnLastPiece(ec);
+        piece_.erase(0, ec ? 0 : n);
         deadline_ = Clock::now() + server_.options.write_timeout;
-        return net::async_write(socket_, bhttp::make_chunk_last(),
+        return net::async_write(socket_, net::buffer(piece_),
                                 Io([](Session& s, beast::error_code ec, size_t) { s.OnLastPiece(ec); }));
+      }
       case PiecePipe::Next::kAbort:
         // The producer failed after the header went out: no clean end, the client must see a break.
         job_->pieces->Close(false, "the response stream failed");
