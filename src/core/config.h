@@ -22,7 +22,7 @@ struct Config {
   int port = 8080;
   int http_threads = 4;  // the handler pool
   int http_loops = 0;    // event loops for connections; 0 = one per core
-  int workers = 2;  // concurrent pipeline runs
+  int workers = 2;       // concurrent pipeline runs
   int step_slots =
       0;  // local executor: steps running at once across runs (0 = the number of cores, at least 2)
   std::string slurm_conf;       // a Slurm cluster's slurm.conf: enables `executor: slurm` ("" = none)
