@@ -330,17 +330,12 @@ struct ServerState {
   // hold sessions whose sockets belong to a loop, so it goes first.
   net::io_context pool;
   std::optional<net::executor_work_guard<Executor>> pool_work;
-  std::optional<Acceptor> acceptor;  // on loops[0]
+  std::optional<Acceptor> acceptor;  // on loops[0]; declared after the loops, so destroyed first
   std::optional<net::steady_timer> accept_backoff;
   std::vector<std::thread> threads;
 
   ServerState(int pool_threads, int loop_count) : pool(pool_threads) {
     for (int i = 0; i < loop_count; ++i) loops.push_back(std::make_unique<Loop>());
-  }
-  ~ServerState() {
-    // The acceptor and its timer belong to loops[0]: gone before it.
-    accept_backoff.reset();
-    acceptor.reset();
   }
 };
 

@@ -208,14 +208,19 @@ TEST(RuntimeTest, AutoscalerScalesOutWithLoadAndInAfterTheCooldown) {
   EXPECT_EQ(rt.Stats().replicas, 1);
 }
 
-TEST(RuntimeTest, ScalesToZeroWhenIdleAndColdStartsOnTheNextRequest) {
-  auto model = TinyModel();
+// At most two replicas, none when idle for 100 ms.
+RuntimeSettings ScaleToZeroSettings() {
   RuntimeSettings settings;
   settings.min_replicas = 0;
   settings.max_replicas = 2;
   settings.scale_to_zero = true;
   settings.idle_to_zero = 100ms;
-  VariantRuntime rt(model, settings);
+  return settings;
+}
+
+TEST(RuntimeTest, ScalesToZeroWhenIdleAndColdStartsOnTheNextRequest) {
+  auto model = TinyModel();
+  VariantRuntime rt(model, ScaleToZeroSettings());
   EXPECT_EQ(rt.Stats().replicas, 0);
   Waitable a(1);
   ASSERT_TRUE(rt.Submit(&a.job).has_value());
@@ -252,12 +257,7 @@ TEST(RuntimeTest, AtZeroReplicasTheModelIsFreedAndTheNextRequestLoadsItAgain) {
   std::atomic<int> loads{0};
   std::atomic<bool> fail{false};
   auto model = ReloadableModel(&loads, &fail);
-  RuntimeSettings settings;
-  settings.min_replicas = 0;
-  settings.max_replicas = 2;
-  settings.scale_to_zero = true;
-  settings.idle_to_zero = 100ms;
-  VariantRuntime rt(model, settings);
+  VariantRuntime rt(model, ScaleToZeroSettings());
   EXPECT_EQ(model->Resident(), nullptr);  // nothing loaded at zero replicas
 
   Waitable a(1);
