@@ -94,7 +94,7 @@ class Receiver {
     route.is_public = true;
     route.handler = [this](http::Request& req) {
       if (check_next_.exchange(false)) {
-        const std::string sig = req.Header("x-takt-signature");
+        const std::string sig(req.Header("x-takt-signature"));
         const size_t comma = sig.find(",v1=");
         const bool ok = sig.starts_with("t=") && comma != std::string::npos &&
                         crypto::ConstantTimeEquals(

@@ -37,8 +37,8 @@ Status CachedStageAccess(Platform& p, const serving::LiveEndpoint& live, std::st
     Status verdict;
   };
   thread_local std::unordered_map<std::string, Entry> cache;
-  std::string key;
-  key.reserve(principal.size() + live.name.size() + action.size() + 2);
+  thread_local std::string key;  // its capacity stays: no allocation per request
+  key.clear();
   key.append(principal).append(1, '\n').append(live.name).append(1, '\n').append(action);
   auto now = Clock::now();
   if (auto it = cache.find(key); it != cache.end() && it->second.until > now && it->second.endpoint == &live)
@@ -110,7 +110,7 @@ struct Call {
   bool csv_reply = false;
   std::string custom_attributes;
   std::string inference_id;
-  std::string content_type;
+  std::string content_type;  // of the request, for data capture (set only when the endpoint captures)
   serving::Job job;
 
   const serving::LoadedModel& model() const { return runtime->model(); }
@@ -143,9 +143,9 @@ struct Call {
     rec.status = 200;
     rec.content_type = content_type;
     rec.input_cols = rows.cols;
-    rec.input = rows.values;
+    rec.input = std::move(rows.values);  // scored and answered: the call needs them no more
     rec.output_cols = model().num_outputs;
-    rec.output = out;
+    rec.output = std::move(out);
     live->capture->Enqueue(std::move(rec));
   }
   void Fail(const Error& e) {
@@ -205,18 +205,18 @@ bool Ready(const serving::LiveEndpoint& e) {
   return true;
 }
 
-// Resolves endpoint, stage access and variant for a request; a refusal is the response.
+// Resolves endpoint, stage access and variant for a request; a refusal is the
+// response. The call takes over `respond` only when it is returned.
 Result<std::unique_ptr<Call>> Begin(Platform& p, Request& req, Protocol protocol, std::string_view action,
-                                    http::Responder respond) {
+                                    http::Responder& respond) {
   auto call = std::make_unique<Call>();
   call->p = &p;
   call->protocol = protocol;
   call->start = Clock::now();
-  call->respond = std::move(respond);
   const std::string& name = req.path_params.at("name");
   TAKT_ASSIGN_OR_RETURN(call->live, p.serving->Live(name));
   TAKT_RETURN_IF_ERROR(CachedStageAccess(p, *call->live, action, req.principal_id));
-  std::string target = req.Header("x-amzn-sagemaker-target-variant");
+  std::string target(req.Header("x-amzn-sagemaker-target-variant"));
   if (target.empty()) target = req.Header("x-takt-target-variant");
   if (auto v = req.path_params.find("version"); v != req.path_params.end()) {
     for (const auto& r : call->live->variants) {
@@ -236,6 +236,7 @@ Result<std::unique_ptr<Call>> Begin(Platform& p, Request& req, Protocol protocol
     thread_local std::mt19937_64 rng{std::random_device{}()};
     call->runtime = call->live->Pick(std::uniform_real_distribution<double>(0, 100)(rng));
   }
+  call->respond = std::move(respond);
   return call;
 }
 
@@ -342,7 +343,7 @@ void AddInferenceRoutes(Platform& p, http::Router& router) {
     // JSON, or with the binary tensor extension a JSON header of
     // Inference-Header-Content-Length bytes followed by the raw tensors.
     serving::ParseOptions options;
-    std::string header_length = req.Header("inference-header-content-length");
+    std::string header_length(req.Header("inference-header-content-length"));
     if (!header_length.empty()) {
       auto n = internal::ParseInt(header_length, "Inference-Header-Content-Length");
       if (!n || *n < 0) {
@@ -356,7 +357,8 @@ void AddInferenceRoutes(Platform& p, http::Router& router) {
                           "tensors with Inference-Header-Content-Length), got '" +
                               std::string(req.ContentType()) + "'"));
     }
-    c.content_type = options.json_header_length ? "application/octet-stream" : "application/json";
+    if (c.live->capture)
+      c.content_type = options.json_header_length ? "application/octet-stream" : "application/json";
     auto parsed = serving::ParseOipInfer(req.body, c.model().feature_names, options);
     if (!parsed) return c.Fail(parsed.error());
     for (const auto& o : parsed->requested_outputs) {
@@ -383,15 +385,15 @@ void AddInferenceRoutes(Platform& p, http::Router& router) {
         c.custom_attributes = req.Header("x-amzn-sagemaker-custom-attributes");
         c.inference_id = req.Header("x-amzn-sagemaker-inference-id");
         std::string_view ct = req.ContentType();
-        c.content_type = std::string(ct);
+        if (c.live->capture) c.content_type = ct;
         if (req.body.empty()) return c.Fail(Error(Code::kInvalidArgument, "the request body is empty"));
         // text/csv, or JSON: SageMaker instances and MLflow's scoring formats.
         auto parsed = serving::ParseInvocation(ct, req.body, c.model().feature_names);
         if (!parsed) return c.Fail(parsed.error());
         c.rows = std::move(parsed->rows);
-        std::string accept = req.Header("accept");
-        c.csv_reply = accept.find("text/csv") != std::string::npos ||
-                      (accept.find("application/json") == std::string::npos && ct == "text/csv");
+        std::string_view accept = req.Header("accept");
+        c.csv_reply = accept.find("text/csv") != std::string_view::npos ||
+                      (accept.find("application/json") == std::string_view::npos && ct == "text/csv");
         Submit(std::move(*call));
       },
       kMaxBody);

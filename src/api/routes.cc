@@ -7,9 +7,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <set>
 #include <unordered_map>
 
@@ -563,17 +565,25 @@ namespace {
 // plaintext token is kept): an inference request then costs no database
 // read. Principals cannot change personas or lose tokens without a restart
 // today; when they can, such changes apply within the second.
-Result<std::shared_ptr<const iam::Principal>> CachedAuthenticate(Platform& p, const std::string& token) {
+Result<std::shared_ptr<const iam::Principal>> CachedAuthenticate(Platform& p, std::string_view token) {
   struct Entry {
     std::chrono::steady_clock::time_point until;
     std::shared_ptr<const iam::Principal> principal;
   };
-  thread_local std::unordered_map<std::string, Entry> cache;
+  using Key = std::array<uint8_t, crypto::kSha256Size>;
+  struct KeyHash {
+    size_t operator()(const Key& k) const {  // a SHA-256 digest: any 8 of its bytes are a good hash
+      size_t h;
+      std::memcpy(&h, k.data(), sizeof h);
+      return h;
+    }
+  };
+  thread_local std::unordered_map<Key, Entry, KeyHash> cache;
   if (token.empty() || token.size() > 256) {
     TAKT_ASSIGN_OR_RETURN(iam::Principal principal, p.iam->Authenticate(token));
     return std::make_shared<const iam::Principal>(std::move(principal));
   }
-  std::string key = crypto::Sha256Hex(token);
+  Key key = crypto::Sha256Digest(token);
   auto now = std::chrono::steady_clock::now();
   if (auto it = cache.find(key); it != cache.end() && it->second.until > now) return it->second.principal;
   TAKT_ASSIGN_OR_RETURN(iam::Principal principal, p.iam->Authenticate(token));
@@ -589,9 +599,9 @@ void InstallHooks(http::Server& server, Platform& p) {
   server.SetBeforeHook([&p](const http::Route& route, Request& req) -> std::optional<Response> {
     if (route.is_public) return std::nullopt;
     if (IsSigV4Request(req)) return AuthenticateSigV4(p, route, req);  // AWS SDKs, on /endpoints/ only
-    std::string auth = req.Header("authorization");
-    std::string token;
-    if (auth.rfind("Bearer ", 0) == 0) token = auth.substr(7);
+    std::string_view auth = req.Header("authorization");
+    std::string_view token;
+    if (auth.starts_with("Bearer ")) token = auth.substr(7);
     auto principal = CachedAuthenticate(p, token);
     // OIP clients expect {"error": "<message>"}; the code rides along.
     auto refuse = [&route](const Error& e) {
@@ -607,9 +617,8 @@ void InstallHooks(http::Server& server, Platform& p) {
       return r;
     }
     req.principal_id = (*principal)->name;
-    iam::Decision d = iam::Authorize(**principal, route.action);
-    if (!d.allowed) return refuse(Error(Code::kPermissionDenied, d.reason));
-    return std::nullopt;
+    if (iam::Allows(**principal, route.action)) return std::nullopt;
+    return refuse(Error(Code::kPermissionDenied, iam::Authorize(**principal, route.action).reason));
   });
   server.SetAfterHook([&p](const http::Route& route, const Request& req, const Response& res) {
     spdlog::debug("{} {} {} {} {}", req.principal_id.empty() ? "-" : req.principal_id, req.method, req.path,

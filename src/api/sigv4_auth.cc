@@ -70,7 +70,7 @@ std::optional<http::Response> AuthenticateSigV4(Platform& p, const http::Route& 
   if (auto s = iam::sigv4::CheckScope(*auth, signed_request, now_seconds, kService); !s)
     return SignatureRefusal(s.error().WithContext("access key " + auth->access_key_id));
   // Refused before the body is read: the payload must be signed.
-  const std::string declared = req.Header("x-amz-content-sha256");
+  const std::string declared(req.Header("x-amz-content-sha256"));
   if (declared == "UNSIGNED-PAYLOAD" || declared.rfind("STREAMING-", 0) == 0) {
     return SignatureRefusal(
         PermissionDenied("the payload must be signed: x-amz-content-sha256 " + declared + " is not accepted")

@@ -128,7 +128,7 @@ const EVP_MD* Sha256Md() {
 
 }  // namespace
 
-std::string Sha256Hex(std::string_view data) {
+std::array<uint8_t, kSha256Size> Sha256Digest(std::string_view data) {
   struct Ctx {
     Ctx() : ctx(EVP_MD_CTX_new()) {
       if (ctx == nullptr) Die("EVP_MD_CTX_new failed");
@@ -137,14 +137,19 @@ std::string Sha256Hex(std::string_view data) {
     EVP_MD_CTX* ctx;
   };
   thread_local Ctx reused;
-  unsigned char md[EVP_MAX_MD_SIZE];
+  std::array<uint8_t, kSha256Size> md;
   unsigned int len = 0;
   if (EVP_DigestInit_ex2(reused.ctx, Sha256Md(), nullptr) != 1 ||
       EVP_DigestUpdate(reused.ctx, data.data(), data.size()) != 1 ||
-      EVP_DigestFinal_ex(reused.ctx, md, &len) != 1) {
+      EVP_DigestFinal_ex(reused.ctx, md.data(), &len) != 1 || len != md.size()) {
     Die("SHA-256 failed");
   }
-  return HexEncode(std::string_view(reinterpret_cast<const char*>(md), len));
+  return md;
+}
+
+std::string Sha256Hex(std::string_view data) {
+  auto md = Sha256Digest(data);
+  return HexEncode(std::string_view(reinterpret_cast<const char*>(md.data()), md.size()));
 }
 
 struct Sha256::Impl {

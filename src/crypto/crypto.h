@@ -11,7 +11,9 @@
 // std::string_view; they are raw bytes, not text.
 #pragma once
 
+#include <array>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -27,7 +29,8 @@ inline constexpr size_t kAeadTagSize = 16;
 // Bytes Seal() adds to the plaintext.
 inline constexpr size_t kAeadOverhead = kAeadNonceSize + kAeadTagSize;
 
-// SHA-256 of `data` as 64 lowercase hex characters.
+// SHA-256 of `data`: the raw digest, and as 64 lowercase hex characters.
+std::array<uint8_t, kSha256Size> Sha256Digest(std::string_view data);
 std::string Sha256Hex(std::string_view data);
 
 // Standard base64 (RFC 4648, with padding). Decode: InvalidArgument for

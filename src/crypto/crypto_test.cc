@@ -25,6 +25,9 @@ TEST(Sha256Test, KnownVectors) {
             "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
   EXPECT_EQ(Sha256Hex(std::string(1000000, 'a')),
             "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+  auto digest = Sha256Digest("abc");
+  EXPECT_EQ(HexEncode(std::string_view(reinterpret_cast<const char*>(digest.data()), digest.size())),
+            Sha256Hex("abc"));
 }
 
 TEST(Sha256Test, IncrementalMatchesOneShot) {

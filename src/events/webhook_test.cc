@@ -38,7 +38,7 @@ class ManualClock final : public Clock {
 // What the receiver saw of one request.
 struct Received {
   std::string content_type;
-  std::map<std::string, std::string> headers;
+  std::map<std::string, std::string, std::less<>> headers;
   std::string body;
 };
 

@@ -12,9 +12,19 @@ std::string ToLower(std::string_view text) {
   return out;
 }
 
-std::string Request::Header(std::string_view name) const {
-  auto it = headers.find(ToLower(name));
-  return it == headers.end() ? std::string() : it->second;
+std::string_view Request::Header(std::string_view name) const {
+  // Header names are short: lowercase them on the stack.
+  char lower[64];
+  if (name.size() > sizeof lower) {
+    auto it = headers.find(ToLower(name));
+    return it == headers.end() ? std::string_view() : std::string_view(it->second);
+  }
+  for (size_t i = 0; i < name.size(); ++i) {
+    char c = name[i];
+    lower[i] = c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+  }
+  auto it = headers.find(std::string_view(lower, name.size()));
+  return it == headers.end() ? std::string_view() : std::string_view(it->second);
 }
 
 std::optional<std::string> Request::Query(std::string_view name) const {

@@ -45,11 +45,13 @@ class BodyStream {
 struct Response;
 
 struct Request {
-  std::string method;                              // "GET", "POST", ...
-  std::string target;                              // raw target incl. query
-  std::string path;                                // percent-decoded path without query
-  std::multimap<std::string, std::string> query;   // decoded query params
-  std::map<std::string, std::string> headers;      // lowercase names; repeated headers joined with ", "
+  std::string method;                             // "GET", "POST", ...
+  std::string target;                             // raw target incl. query
+  std::string path;                               // percent-decoded path without query
+  std::multimap<std::string, std::string> query;  // decoded query params
+  // Lowercase names; repeated headers joined with ", ". Looked up by
+  // string_view without a copy (std::less<>).
+  std::map<std::string, std::string, std::less<>> headers;
   std::map<std::string, std::string> path_params;  // from the route pattern
   std::string body;                                // empty for `stream_body` routes: read body_stream instead
   std::string remote_address;                      // "127.0.0.1:53412"
@@ -63,8 +65,9 @@ struct Request {
   // instead of the handler's (the after hook still sees it).
   std::function<std::optional<Response>(std::string_view body)> verify_body;
 
-  // "" if absent; `name` is case-insensitive.
-  std::string Header(std::string_view name) const;
+  // "" if absent; `name` is case-insensitive. Points into `headers`: valid
+  // while the Request lives and that header is not changed.
+  std::string_view Header(std::string_view name) const;
   // The first value of query parameter `name`, if present.
   std::optional<std::string> Query(std::string_view name) const;
   // The media type without parameters ("application/json" for

@@ -10,8 +10,8 @@ namespace takt::http {
 namespace {
 
 // "/a/b" -> {"a", "b"}; "/" -> {""}. `text` starts with '/'.
-std::vector<std::string_view> SplitSegments(std::string_view text) {
-  std::vector<std::string_view> out;
+void SplitSegments(std::string_view text, std::vector<std::string_view>& out) {
+  out.clear();
   text.remove_prefix(1);
   while (true) {
     size_t slash = text.find('/');
@@ -19,8 +19,23 @@ std::vector<std::string_view> SplitSegments(std::string_view text) {
     if (slash == std::string_view::npos) break;
     text.remove_prefix(slash + 1);
   }
+}
+
+std::vector<std::string_view> SplitSegments(std::string_view text) {
+  std::vector<std::string_view> out;
+  SplitSegments(text, out);
   return out;
 }
+
+// Find's working memory, per thread: its vectors keep their capacity, so a
+// lookup allocates nothing once the thread has seen a path that long.
+struct FindScratch {
+  std::vector<std::string_view> raw;
+  std::vector<std::string_view> decoded;  // into the path, or into `escaped`
+  std::vector<std::string> escaped;       // the segments that had percent escapes, decoded
+  std::vector<int> rank;
+  std::vector<int> best_rank;
+};
 
 }  // namespace
 
@@ -84,25 +99,37 @@ Match Router::Find(std::string_view method, std::string_view path,
                    std::map<std::string, std::string>* params) const {
   Match match;
   if (path.empty() || path.front() != '/') return match;
-  std::vector<std::string_view> raw = SplitSegments(path);
-  std::vector<std::string> decoded;
-  decoded.reserve(raw.size());
-  for (std::string_view segment : raw) {
-    auto d = PercentDecode(segment);
+  thread_local FindScratch scratch;
+  std::vector<std::string_view>& raw = scratch.raw;
+  std::vector<std::string_view>& decoded = scratch.decoded;
+  SplitSegments(path, raw);
+  decoded.clear();
+  // Views into `escaped` are taken only after it has all its strings.
+  size_t escapes = 0;
+  for (std::string_view segment : raw) escapes += segment.find('%') != std::string_view::npos;
+  if (scratch.escaped.size() < escapes) scratch.escaped.resize(escapes);
+  for (size_t i = 0, e = 0; i < raw.size(); ++i) {
+    if (raw[i].find('%') == std::string_view::npos) {
+      decoded.push_back(raw[i]);
+      continue;
+    }
+    auto d = PercentDecode(raw[i]);
     if (!d) return match;
-    decoded.push_back(std::move(*d));
+    scratch.escaped[e] = std::move(*d);
+    decoded.push_back(scratch.escaped[e++]);
   }
 
   // Rank of a match, compared lexicographically: per segment 2 literal, 1 {name}, 0 {rest...}.
   // Patterns are compared without collecting parameters; only the best match's are.
-  std::vector<int> best_rank;
+  std::vector<int>& best_rank = scratch.best_rank;
+  std::vector<int>& rank = scratch.rank;
+  best_rank.clear();
   size_t best = routes_.size();
   std::vector<std::string> other_methods;
-  std::vector<int> rank;
   // Only routes whose first segment can match: the literal's, and the ones
   // starting with a parameter, merged back into the order they were added.
   static const std::vector<size_t> kNone;
-  auto literal = by_first_literal_.find(std::string_view(decoded.front()));
+  auto literal = by_first_literal_.find(decoded.front());
   const std::vector<size_t>& a = literal == by_first_literal_.end() ? kNone : literal->second;
   const std::vector<size_t>& b = first_not_literal_;
   for (size_t ia = 0, ib = 0; ia < a.size() || ib < b.size();) {
@@ -152,7 +179,7 @@ Match Router::Find(std::string_view method, std::string_view path,
       const auto& segments = patterns_[best].segments;
       for (size_t i = 0; i < segments.size(); ++i) {
         if (segments[i].kind == Segment::kParam) {
-          (*params)[segments[i].text] = decoded[i];
+          (*params)[segments[i].text] = std::string(decoded[i]);
         } else if (segments[i].kind == Segment::kRest) {
           size_t offset = static_cast<size_t>(raw[i].data() - path.data());
           (*params)[segments[i].text] = *PercentDecode(path.substr(offset));

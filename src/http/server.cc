@@ -73,6 +73,86 @@ bool IEquals(std::string_view text, std::string_view lower) {
 }
 beast::string_view BeastView(std::string_view s) { return beast::string_view(s.data(), s.size()); }
 
+// Beast's HTTP/1 parser writing straight into a Request: method, target and
+// headers (lowercase names, repeats joined with ", ") as they are parsed,
+// without the basic_fields table of bhttp::parser in between. The body goes
+// into Request::body, or, after UseBuffer, into the caller's buffer piece by
+// piece (a stream_body route; error::need_buffer when it is full, as with
+// bhttp::buffer_body). One parser per request.
+class RequestParser final : public bhttp::basic_parser<true> {
+ public:
+  explicit RequestParser(Request& request) : request_(request) {}
+
+  // From now on body bytes go to [data, data + size); nullptr: none wanted yet.
+  void UseBuffer(char* data, size_t size) {
+    buffered_ = true;
+    data_ = data;
+    size_ = size;
+  }
+  size_t buffer_left() const { return size_; }
+
+ private:
+  void on_request_impl(bhttp::verb, beast::string_view method, beast::string_view target, int,
+                       beast::error_code&) override {
+    request_.method.assign(method.data(), method.size());
+    request_.target.assign(target.data(), target.size());
+  }
+  void on_response_impl(int, beast::string_view, int, beast::error_code&) override {}
+
+  void on_field_impl(bhttp::field, beast::string_view name, beast::string_view value,
+                     beast::error_code&) override {
+    // Trailers of a chunked body come after authorization: they are not headers.
+    if (is_header_done()) return;
+    std::string key(name.data(), name.size());
+    for (char& c : key) {
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    }
+    auto [it, inserted] = request_.headers.try_emplace(std::move(key), value.data(), value.size());
+    if (!inserted) {
+      it->second += ", ";
+      it->second.append(value.data(), value.size());
+    }
+  }
+  void on_header_impl(beast::error_code&) override {}
+
+  void on_body_init_impl(const boost::optional<std::uint64_t>& length, beast::error_code& ec) override {
+    if (buffered_ || !length) return;
+    if (*length > request_.body.max_size()) {
+      ec = bhttp::error::buffer_overflow;
+      return;
+    }
+    request_.body.reserve(static_cast<size_t>(*length));
+  }
+  size_t on_body_impl(beast::string_view body, beast::error_code& ec) override { return Put(body, ec); }
+  void on_chunk_header_impl(std::uint64_t, beast::string_view, beast::error_code&) override {}
+  size_t on_chunk_body_impl(std::uint64_t, beast::string_view body, beast::error_code& ec) override {
+    return Put(body, ec);
+  }
+  void on_finish_impl(beast::error_code&) override {}
+
+  size_t Put(beast::string_view body, beast::error_code& ec) {
+    if (!buffered_) {
+      request_.body.append(body.data(), body.size());
+      return body.size();
+    }
+    if (data_ == nullptr) {
+      ec = bhttp::error::need_buffer;
+      return 0;
+    }
+    size_t n = std::min(size_, body.size());
+    std::memcpy(data_, body.data(), n);
+    data_ += n;
+    size_ -= n;
+    if (n < body.size()) ec = bhttp::error::need_buffer;
+    return n;
+  }
+
+  Request& request_;
+  bool buffered_ = false;
+  char* data_ = nullptr;
+  size_t size_ = 0;
+};
+
 // Request body bytes from the connection's strand (Push, Finish, Fail) to a
 // stream_body handler on its stream thread (Read). When kPipeCapacity bytes
 // wait, Push says so and the strand stops reading the socket until Read made
@@ -211,6 +291,9 @@ class PiecePipe {
   }
 
   // Strand side: the next piece to write, the end, or kWait (wake follows).
+  // After kEnd the strand writes the end at once and then calls Close, or
+  // NotEnding if the socket did not take it all: a Cancel meanwhile waits for
+  // that, because the client may already have the end.
   Next Take(std::string& piece) {
     std::lock_guard lock(mu_);
     if (closed_) return Next::kAbort;
@@ -220,19 +303,31 @@ class PiecePipe {
       cv_.notify_all();
       return Next::kPiece;
     }
-    if (ended_) return failed_ ? Next::kAbort : Next::kEnd;
+    if (ended_) {
+      if (failed_) return Next::kAbort;
+      ending_ = true;
+      return Next::kEnd;
+    }
     strand_waiting_ = true;
     return Next::kWait;
   }
-  // Any thread: the stream is over, all of it sent or not (the first call counts).
+  void NotEnding() {
+    std::lock_guard lock(mu_);
+    ending_ = false;
+    if (cancelled_) CloseLocked(false, std::move(cancel_why_));
+  }
+  // Strand side: the stream is over, all of it sent or not (the first call counts).
   void Close(bool sent, std::string why) {
     std::lock_guard lock(mu_);
-    if (closed_) return;
-    closed_ = true;
-    sent_ = sent;
-    why_ = std::move(why);
-    queue_.clear();
-    cv_.notify_all();
+    ending_ = false;
+    CloseLocked(sent, std::move(why));
+  }
+  // Any thread (Stop): the stream is over unless the strand is writing its end right now.
+  void Cancel(std::string why) {
+    std::lock_guard lock(mu_);
+    if (!ending_) return CloseLocked(false, std::move(why));
+    cancelled_ = true;
+    cancel_why_ = std::move(why);
   }
 
  private:
@@ -253,6 +348,18 @@ class PiecePipe {
   bool closed_ = false;
   bool sent_ = false;
   std::string why_;
+  bool ending_ = false;     // the strand is writing the end (after Take said kEnd)
+  bool cancelled_ = false;  // a Cancel came meanwhile
+  std::string cancel_why_;
+
+  void CloseLocked(bool sent, std::string why) {
+    if (closed_) return;
+    closed_ = true;
+    sent_ = sent;
+    why_ = std::move(why);
+    queue_.clear();
+    cv_.notify_all();
+  }
 };
 
 // One streaming exchange, shared by its session (strand) and its stream thread.
@@ -268,7 +375,7 @@ struct StreamJob {
 
   void Cancel(const Error& why) {
     if (body) body->Cancel(why);
-    pieces->Close(false, why.message());
+    pieces->Cancel(why.message());
   }
 };
 
@@ -478,12 +585,14 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void ReadHeader() {
     if (closed_) return;
-    header_parser_.emplace();
+    request_ = Request{};
+    route_ = nullptr;
+    parser_.emplace(request_);
     size_t limit = std::min<size_t>(server_.options.max_header_bytes, std::numeric_limits<uint32_t>::max());
-    header_parser_->header_limit(static_cast<uint32_t>(limit));
+    parser_->header_limit(static_cast<uint32_t>(limit));
     // The route's limit applies once it is known. (Not boost::none: Beast 1.74 compares
     // the length against an empty optional as "over the limit".)
-    header_parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
+    parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
     ParseHeader();
   }
 
@@ -493,11 +602,11 @@ class Session : public std::enable_shared_from_this<Session> {
   void ParseHeader() {
     while (buffer_.size() > 0) {
       beast::error_code ec;
-      size_t used = header_parser_->put(buffer_.data(), ec);
+      size_t used = parser_->put(buffer_.data(), ec);
       buffer_.consume(used);
       if (ec == bhttp::error::need_more) break;
       if (ec) return OnHeader(ec);
-      if (header_parser_->is_header_done()) return OnHeader({});
+      if (parser_->is_header_done()) return OnHeader({});
       if (used == 0) break;
     }
     deadline_ = request_deadline_;
@@ -527,26 +636,18 @@ class Session : public std::enable_shared_from_this<Session> {
       return CloseNow();  // end of stream, timeout, reset, Stop()
     }
 
-    const auto& header = header_parser_->get();
-    request_ = Request{};
-    route_ = nullptr;
+    // The parser filled in method, target and headers.
     close_after_ = false;
-    keep_alive_ = header.keep_alive();
-    request_.method = std::string(View(header.method_string()));
-    request_.target = std::string(View(header.target()));
+    keep_alive_ = parser_->keep_alive();
     request_.remote_address = remote_;
-    for (const auto& field : header) {
-      auto [it, inserted] = request_.headers.emplace(ToLower(View(field.name_string())), View(field.value()));
-      if (!inserted) {
-        it->second += ", ";
-        it->second += View(field.value());
+    if (auto it = request_.headers.find("content-type"); it != request_.headers.end()) {
+      // The media type (before any parameters) in lowercase, in place.
+      for (char& c : it->second) {
+        if (c == ';') break;
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
       }
     }
-    if (auto it = request_.headers.find("content-type"); it != request_.headers.end()) {
-      size_t semicolon = std::min(it->second.find(';'), it->second.size());
-      it->second = ToLower(std::string_view(it->second).substr(0, semicolon)) + it->second.substr(semicolon);
-    }
-    bool has_body = !header_parser_->is_done();
+    bool has_body = !parser_->is_done();
 
     std::string_view target = request_.target;
     if (target.empty() || target.front() != '/') {
@@ -586,15 +687,16 @@ class Session : public std::enable_shared_from_this<Session> {
       close_after_ = has_body;
       return HookThenWrite(std::move(*denied));
     }
-    auto length = header_parser_->content_length();
+    auto length = parser_->content_length();
     if (length && *length > route_->max_body_bytes) return TooLarge();
     if (route_->stream_body) return StartStreamingHandler(has_body);
-    if (!has_body) return Dispatch();
+    if (!has_body) {
+      parser_.reset();
+      return Dispatch();
+    }
 
-    body_parser_.emplace(std::move(*header_parser_));
-    header_parser_.reset();
-    body_parser_->body_limit(route_->max_body_bytes);
-    body_parser_->eager(true);
+    parser_->body_limit(route_->max_body_bytes);
+    parser_->eager(true);
     if (IEquals(request_.Header("expect"), "100-continue")) {
       continue_.emplace(bhttp::status::continue_, 11);
       deadline_ = request_deadline_;
@@ -623,17 +725,17 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // Feeds the buffer to the body parser; reads more until the body is whole.
   void ReadBody() {
-    while (!body_parser_->is_done() && buffer_.size() > 0) {
+    while (!parser_->is_done() && buffer_.size() > 0) {
       beast::error_code ec;
-      size_t used = body_parser_->put(buffer_.data(), ec);
+      size_t used = parser_->put(buffer_.data(), ec);
       buffer_.consume(used);
       if (ec == bhttp::error::need_more) break;
       if (ec) return OnBody(ec);
       if (used == 0) break;
     }
-    if (body_parser_->is_done()) return OnBody({});
+    if (parser_->is_done()) return OnBody({});
     // A large body is read with room for kBodyReadBuffer at a time, not kReadChunk.
-    auto length = body_parser_->content_length_remaining();
+    auto length = parser_->content_length_remaining();
     size_t room = !length || *length > kReadChunk ? kBodyReadBuffer : kReadChunk;
     deadline_ = request_deadline_;
     socket_.async_read_some(buffer_.prepare(room), Io([](Session& s, beast::error_code ec, size_t n) {
@@ -651,8 +753,7 @@ class Session : public std::enable_shared_from_this<Session> {
       }
       return CloseNow();
     }
-    request_.body = std::move(body_parser_->get().body());
-    body_parser_.reset();
+    parser_.reset();  // the body is in request_.body
     Dispatch();
   }
 
@@ -721,21 +822,28 @@ class Session : public std::enable_shared_from_this<Session> {
     // Nothing of the socket is pending while the answer is computed: the
     // session keeps itself alive until FinishAsync (or a close) drops this.
     async_hold_ = shared_from_this();
-    auto once = std::make_shared<std::atomic<bool>>(false);
-    std::weak_ptr<Session> weak = weak_from_this();
-    Executor executor = socket_.get_executor();
-    Responder respond = [weak, executor, once, gate = server_.gate](Response response) {
-      if (once->exchange(true)) return;
-      std::shared_lock lock(gate->mu);
-      if (!gate->open) return;
-      net::post(executor, [weak, response = std::move(response)]() mutable {
-        if (auto self = weak.lock()) self->FinishAsync(std::move(response));
-      });
+    // What the Responder's copies share: the first answer wins.
+    struct Reply {
+      Reply(std::weak_ptr<Session> s, Executor e, std::shared_ptr<ResponderGate> g)
+          : session(std::move(s)), executor(std::move(e)), gate(std::move(g)) {}
+      std::atomic<bool> sent{false};
+      std::weak_ptr<Session> session;
+      Executor executor;
+      std::shared_ptr<ResponderGate> gate;
+      void Send(Response response) {
+        if (sent.exchange(true)) return;
+        std::shared_lock lock(gate->mu);
+        if (!gate->open) return;
+        net::post(executor, [weak = session, response = std::move(response)]() mutable {
+          if (auto self = weak.lock()) self->FinishAsync(std::move(response));
+        });
+      }
     };
+    auto reply = std::make_shared<Reply>(weak_from_this(), socket_.get_executor(), server_.gate);
     try {
-      route_->async_handler(request_, respond);
+      route_->async_handler(request_, [reply](Response response) { reply->Send(std::move(response)); });
     } catch (...) {
-      respond(ErrorResponse(Internal("internal error")));
+      reply->Send(ErrorResponse(Internal("internal error")));
     }
   }
 
@@ -865,8 +973,8 @@ class Session : public std::enable_shared_from_this<Session> {
     auto job = MakeJob();
     job->run_handler = true;
     std::optional<uint64_t> length;
-    if (!header_parser_->chunked()) {
-      if (auto l = header_parser_->content_length()) length = *l;
+    if (!parser_->chunked()) {
+      if (auto l = parser_->content_length()) length = *l;
     }
     std::weak_ptr<Session> weak = weak_from_this();
     Executor executor = socket_.get_executor();
@@ -877,9 +985,8 @@ class Session : public std::enable_shared_from_this<Session> {
     });
     body_complete_ = !has_body;
     if (has_body) {
-      stream_parser_.emplace(std::move(*header_parser_));
-      header_parser_.reset();
-      stream_parser_->body_limit(route_->max_body_bytes);
+      parser_->UseBuffer(nullptr, 0);  // no body byte is taken before PumpBody's first read
+      parser_->body_limit(route_->max_body_bytes);
       continue_pending_ = IEquals(request_.Header("expect"), "100-continue");
     }
     job->request = std::move(request_);
@@ -895,8 +1002,8 @@ class Session : public std::enable_shared_from_this<Session> {
   // Reads the next piece of a streamed body into the pipe, unless the
   // handler is done or the pipe is full (PumpBody is posted again then).
   void PumpBody() {
-    if (closed_ || !job_ || !job_->body || !stream_parser_ || body_op_pending_ || body_complete_ ||
-        body_failed_ || handler_done_) {
+    if (closed_ || !job_ || !job_->body || !parser_ || body_op_pending_ || body_complete_ || body_failed_ ||
+        handler_done_) {
       return;
     }
     body_op_pending_ = true;
@@ -918,22 +1025,19 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     if (!staging_) staging_ = std::make_unique<char[]>(kPipeChunk);
     ReserveBodyBuffer();
-    auto& body = stream_parser_->get().body();
-    body.data = staging_.get();
-    body.size = kPipeChunk;
-    body.more = true;
+    parser_->UseBuffer(staging_.get(), kPipeChunk);
     deadline_ = Clock::now() + server_.options.read_timeout;  // progress, not the whole body
-    bhttp::async_read_some(socket_, buffer_, *stream_parser_,
+    bhttp::async_read_some(socket_, buffer_, *parser_,
                            Io([](Session& s, beast::error_code ec, size_t) { s.OnBodyPiece(ec); }));
   }
 
   void OnBodyPiece(beast::error_code ec) {
     body_op_pending_ = false;
     if (ec == bhttp::error::need_buffer) ec = {};
-    if (!ec && stream_parser_->is_done()) body_complete_ = true;
+    if (!ec && parser_->is_done()) body_complete_ = true;
     if (handler_done_) return RespondToStream();  // the rest of the body is not wanted
     if (closed_) return;
-    size_t got = kPipeChunk - stream_parser_->get().body().size;
+    size_t got = kPipeChunk - parser_->buffer_left();
     bool room = got == 0 || job_->body->Push(staging_.get(), got);
     if (ec) {
       body_failed_ = true;
@@ -1050,6 +1154,7 @@ class Session : public std::enable_shared_from_this<Session> {
           return OnLastPiece({});
         }
         if (ec && ec != net::error::would_block && ec != net::error::try_again) return OnLastPiece(ec);
+        job_->pieces->NotEnding();
         piece_.erase(0, ec ? 0 : n);
         deadline_ = Clock::now() + server_.options.write_timeout;
         return net::async_write(socket_, net::buffer(piece_),
@@ -1088,9 +1193,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void EndExchange() {
     if (buffer_.capacity() > kReadChunk && buffer_.size() < kReadChunk) buffer_.shrink_to_fit();
     body_ = std::string();
-    header_parser_.reset();
-    body_parser_.reset();
-    stream_parser_.reset();
+    parser_.reset();
     stream_serializer_.reset();
     stream_head_.reset();
     staging_.reset();
@@ -1229,8 +1332,9 @@ class Session : public std::enable_shared_from_this<Session> {
   bool keep_alive_ = true;
   bool close_after_ = false;
   size_t lingered_ = 0;
-  std::optional<bhttp::request_parser<bhttp::empty_body>> header_parser_;
-  std::optional<bhttp::request_parser<bhttp::string_body>> body_parser_;
+  // The request being read (request_ is filled in as it is parsed); for a
+  // stream_body route, until its body was read.
+  std::optional<RequestParser> parser_;
   std::optional<bhttp::response<bhttp::empty_body>> continue_;
   std::string head_;  // the plain response being written: its head, its body
   std::string body_;
@@ -1241,7 +1345,6 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // A streaming exchange (job_ set): a stream_body handler or a streamed response.
   std::shared_ptr<StreamJob> job_;
-  std::optional<bhttp::request_parser<bhttp::buffer_body>> stream_parser_;
   std::unique_ptr<char[]> staging_;  // kPipeChunk: socket -> pipe
   bool continue_pending_ = false;    // 100 Continue is due before the first body read
   bool body_op_pending_ = false;     // a body read (or the 100 Continue) is in flight

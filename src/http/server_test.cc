@@ -188,6 +188,42 @@ TEST_F(ServerTest, BodyWithinTheRouteLimitReachesTheHandler) {
   EXPECT_EQ(BodyJson(*response)["content_type"], "application/json");
 }
 
+// Header names are lowercased and repeats joined; a chunked body reaches the
+// handler whole, and its trailers (sent after the header was authorized) are
+// not taken for headers.
+TEST_F(ServerTest, ChunkedBodiesRepeatedHeadersAndTrailers) {
+  router_->Add(PublicRoute(
+      "POST", "/upload",
+      [](Request& request) {
+        Json headers = Json::object();
+        for (const auto& [name, value] : request.headers) headers[name] = value;
+        return JsonResponse(200, Json{{"body", request.body}, {"headers", headers}}.dump());
+      },
+      64));
+  auto server = StartServer(router_);
+  ASSERT_NE(server, nullptr);
+  RawConnection raw(server->port());
+  ASSERT_TRUE(
+      raw.Send("POST /upload HTTP/1.1\r\nHost: x\r\nX-Tag: a\r\nx-TAG: b\r\nTransfer-Encoding: chunked\r\n"
+               "Trailer: X-Late\r\nConnection: close\r\n\r\n"
+               "5\r\nhello\r\n6\r\n world\r\n0\r\nX-Late: 1\r\nAuthorization: Bearer sneaky\r\n\r\n"));
+  ASSERT_TRUE(raw.WaitForClose(5s));
+  const std::string& received = raw.received();
+  ASSERT_TRUE(received.starts_with("HTTP/1.1 200")) << received;
+  Json body = Json::parse(received.substr(received.find("\r\n\r\n") + 4));
+  EXPECT_EQ(body["body"], "hello world");
+  EXPECT_EQ(body["headers"]["x-tag"], "a, b");
+  EXPECT_EQ(body["headers"]["host"], "x");
+  EXPECT_FALSE(body["headers"].contains("x-late")) << body.dump();
+  EXPECT_FALSE(body["headers"].contains("authorization")) << body.dump();
+
+  // Over the route's limit in chunks: 413, the handler never sees it.
+  RawConnection big(server->port());
+  ASSERT_TRUE(big.Send("POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n40\r\n" +
+                       std::string(64, 'a') + "\r\n1\r\nb\r\n0\r\n\r\n"));
+  EXPECT_TRUE(big.ReadUntil("\r\n\r\n", 5s).starts_with("HTTP/1.1 413")) << big.received();
+}
+
 TEST_F(ServerTest, BodyOverTheRouteLimitIs413AndTheHandlerNeverRuns) {
   std::atomic<int> calls = 0;
   router_->Add(PublicRoute(

@@ -204,6 +204,20 @@ Decision Authorize(const Principal& principal, std::string_view action) {
   return {false, principal.name + " (" + personas + ") may not " + std::string(action)};
 }
 
+bool Allows(const Principal& principal, std::string_view action) {
+  for (const auto& deny : principal.denies) {
+    if (ActionMatches(deny, action)) return false;
+  }
+  for (const auto& persona : principal.personas) {
+    auto it = PersonaActions().find(persona);
+    if (it == PersonaActions().end()) continue;
+    for (const auto& allowed : it->second) {
+      if (ActionMatches(allowed, action)) return true;
+    }
+  }
+  return false;
+}
+
 std::string ServicePrincipalName(std::string_view project) { return "svc." + std::string(project); }
 
 Status IamService::Migrate() {

@@ -104,6 +104,9 @@ const std::vector<std::string>& PersonaNames();
 bool ActionMatches(std::string_view pattern, std::string_view action);
 // The decision for a principal and an action, from its personas and denies.
 Decision Authorize(const Principal& principal, std::string_view action);
+// Authorize(principal, action).allowed, without composing the reason: for the
+// request path; ask Authorize for the reason of a refusal.
+bool Allows(const Principal& principal, std::string_view action);
 
 class IamService {
  public:

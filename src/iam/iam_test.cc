@@ -68,6 +68,17 @@ TEST(AuthorizeTest, EveryPersonaGrantNamesKnownActions) {
   }
 }
 
+TEST(AuthorizeTest, AllowsAgreesWithAuthorizeForEveryPersonaAndAction) {
+  std::vector<Principal> principals;
+  for (const auto& persona : PersonaNames()) principals.push_back({"p", "x", "user", {persona}, {}, ""});
+  principals.push_back({"p", "x", "user", {}, {}, ""});
+  principals.push_back({"p", "x", "user", {"admin"}, {"dataset:*"}, ""});
+  principals.push_back({"p", "x", "user", {"ml-engineer", "approver"}, {"endpoint:invoke"}, ""});
+  for (const auto& p : principals) {
+    for (const auto& a : KnownActions()) EXPECT_EQ(Allows(p, a), Authorize(p, a).allowed) << a;
+  }
+}
+
 TEST_F(IamTest, AuditRecordsAreListedNewestFirstAndFiltered) {
   ASSERT_TRUE(iam_->Audit({0, "", "alice", "dataset:read", "datasets/weld-telemetry", true, 200, ""}));
   ASSERT_TRUE(

@@ -67,9 +67,9 @@ Result<Authorization> ParseAuthorization(std::string_view header);
 
 // What the signature covers, as the request came over the wire.
 struct SignedRequest {
-  std::string method;                          // "POST"
-  std::string target;                          // raw target: path and query, percent-encoded as sent
-  std::map<std::string, std::string> headers;  // lowercase names
+  std::string method;  // "POST"
+  std::string target;  // raw target: path and query, percent-encoded as sent
+  std::map<std::string, std::string, std::less<>> headers;  // lowercase names
 };
 
 // RFC 3986 percent-encoding of everything but A-Z a-z 0-9 - _ . ~ (and '/'

@@ -185,7 +185,21 @@ Status VariantRuntime::Submit(Job* job) {
       best->load.fetch_add(1, std::memory_order_relaxed);
       const Scorer* scorer = best->scorer.get();  // not reset while busy
       lock.unlock();
-      std::vector<Job*> batch{job};
+      // The thread's batch vector keeps its capacity (no allocation per
+      // request); a nested Submit from a job's callback gets a fresh one.
+      thread_local std::vector<Job*> reused;
+      thread_local bool reused_taken = false;
+      std::vector<Job*> fresh;
+      const bool mine = !reused_taken;
+      std::vector<Job*>& batch = mine ? reused : fresh;
+      reused_taken = true;
+      struct Release {
+        bool mine;
+        ~Release() {
+          if (mine) reused_taken = false;
+        }
+      } release{mine};
+      batch.assign(1, job);
       Score(scorer, batch);
       lock.lock();
       best->load.fetch_sub(1, std::memory_order_relaxed);

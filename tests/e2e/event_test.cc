@@ -62,7 +62,7 @@ steps:
 )";
 
 struct Received {
-  std::map<std::string, std::string> headers;
+  std::map<std::string, std::string, std::less<>> headers;
   std::string content_type;
   std::string body;
 };
