@@ -250,8 +250,26 @@ struct CaptureWriter::Ring {
   alignas(64) std::atomic<size_t> dequeue_pos{0};
 };
 
+// The segment being written. Its record lines are compressed as they come
+// (one zstd frame; the header line, known at the end, is a frame of its own
+// before it), so the writer holds a few hundred KB of plaintext at most, not
+// the whole segment: its memory, and what it evicts from the caches the
+// request threads use, stay small.
 struct CaptureWriter::Segment {
-  std::string lines;  // the record lines
+  Segment() : cctx(ZSTD_createCCtx()) {}
+  ~Segment() {
+    ZSTD_freeCCtx(cctx);
+    crypto::SecureErase(line);
+  }
+  Segment(const Segment&) = delete;
+  Segment& operator=(const Segment&) = delete;
+
+  ZSTD_CCtx* cctx;
+  std::string line;        // the record being encoded
+  std::string compressed;  // the record lines' frame so far
+  size_t compressed_size = 0;
+  uint64_t plain_bytes = 0;  // record lines, uncompressed
+  std::optional<Error> error;
   uint64_t records = 0;
   int64_t start_ms = INT64_MAX;
   int64_t end_ms = INT64_MIN;
@@ -437,16 +455,44 @@ void CaptureWriter::Run() {
   }
 }
 
+namespace {
+
+// Feeds `in` to the segment's frame (ZSTD_e_continue), or ends the frame
+// (ZSTD_e_end, `in` empty); the output grows as needed.
+Status Compress(ZSTD_CCtx* cctx, std::string_view in, ZSTD_EndDirective mode, std::string& out,
+                size_t& out_size) {
+  ZSTD_inBuffer input{in.data(), in.size(), 0};
+  for (;;) {
+    if (out.size() - out_size < ZSTD_CStreamOutSize())
+      out.resize(std::max(out.size() * 2, out_size + ZSTD_CStreamOutSize()));
+    ZSTD_outBuffer output{out.data() + out_size, out.size() - out_size, 0};
+    size_t left = ZSTD_compressStream2(cctx, &output, &input, mode);
+    out_size += output.pos;
+    if (ZSTD_isError(left)) return Internal(std::string("capture: zstd: ") + ZSTD_getErrorName(left));
+    if (mode == ZSTD_e_end ? left == 0 : input.pos == input.size) return Ok();
+  }
+}
+
+}  // namespace
+
 void CaptureWriter::Append(CaptureRecord& r) {
   if (!segment_) {
     segment_ = std::make_unique<Segment>();
-    segment_->opened_ms = options_.clock->NowMillis();
-    segment_->lines.reserve(std::min<size_t>(options_.max_segment_bytes + 4096, 8 << 20));
+    Segment& s = *segment_;
+    s.opened_ms = options_.clock->NowMillis();
+    if (s.cctx == nullptr) {
+      s.error = Error(Code::kInternal, "capture: zstd: cannot create a compression context");
+    } else {
+      // A 128 KB window: the frame keeps that much plaintext history, no more.
+      ZSTD_CCtx_setParameter(s.cctx, ZSTD_c_compressionLevel, options_.zstd_level);
+      ZSTD_CCtx_setParameter(s.cctx, ZSTD_c_windowLog, 17);
+    }
   }
   Segment& s = *segment_;
   if (r.time_ms == 0) r.time_ms = options_.clock->NowMillis();
   if (r.inference_id.empty()) r.inference_id = NewInferenceId();
-  std::string& out = s.lines;
+  std::string& out = s.line;
+  out.clear();
   out.append("{\"time_ms\":");
   AppendInt(&out, r.time_ms);
   out.append(",\"inference_id\":");
@@ -466,11 +512,16 @@ void CaptureWriter::Append(CaptureRecord& r) {
   out.append(",\"output\":");
   AppendMatrix(&out, r.output, r.output_cols);
   out.append("}\n");
+  if (!s.error) {
+    if (Status st = Compress(s.cctx, out, ZSTD_e_continue, s.compressed, s.compressed_size); !st)
+      s.error = st.error();
+  }
+  s.plain_bytes += out.size();
   ++s.records;
   s.start_ms = std::min(s.start_ms, r.time_ms);
   s.end_ms = std::max(s.end_ms, r.time_ms);
   if (!s.variants.contains(r.variant)) s.variants.emplace(r.variant);
-  if (out.size() >= options_.max_segment_bytes) WriteSegment();
+  if (s.plain_bytes >= options_.max_segment_bytes) WriteSegment();
 }
 
 void CaptureWriter::WriteSegment() {
@@ -480,8 +531,7 @@ void CaptureWriter::WriteSegment() {
   }
   std::unique_ptr<Segment> seg = std::move(segment_);
 
-  std::string plain;
-  plain.reserve(seg->lines.size() + 1024);
+  std::string plain;  // the header line
   plain.append("{\"format\":");
   AppendJsonString(&plain, kFormat);
   plain.append(",\"endpoint\":");
@@ -510,9 +560,6 @@ void CaptureWriter::WriteSegment() {
     }
   }
   plain.append("}}\n");
-  plain.append(seg->lines);
-  seg->lines.clear();
-  seg->lines.shrink_to_fit();
 
   auto fail = [&](const Error& e) {
     std::lock_guard lock(mu_);
@@ -520,8 +567,12 @@ void CaptureWriter::WriteSegment() {
     if (!error_) error_ = e;
     if (options_.metrics) options_.metrics->AddCaptureDropped(seg->records);
   };
-
-  std::string compressed(ZSTD_compressBound(plain.size()), '\0');
+  if (seg->error) return fail(*seg->error);
+  // The lines' frame ends; the header's frame goes before it (zstd decodes
+  // concatenated frames as the concatenated plaintext).
+  if (Status st = Compress(seg->cctx, {}, ZSTD_e_end, seg->compressed, seg->compressed_size); !st)
+    return fail(st.error());
+  std::string compressed(ZSTD_compressBound(plain.size()) + seg->compressed_size, '\0');
   size_t n =
       ZSTD_compress(compressed.data(), compressed.size(), plain.data(), plain.size(), options_.zstd_level);
   crypto::SecureErase(plain);
@@ -529,7 +580,9 @@ void CaptureWriter::WriteSegment() {
     fail(Error(Code::kInternal, std::string("capture: zstd: ") + ZSTD_getErrorName(n)));
     return;
   }
-  compressed.resize(n);
+  std::memcpy(compressed.data() + n, seg->compressed.data(), seg->compressed_size);
+  compressed.resize(n + seg->compressed_size);
+  seg->compressed = std::string();
 
   auto [day, hour] = DayAndHour(seg->start_ms);
   const std::filesystem::path dir = options_.root / options_.endpoint / day / hour;
@@ -567,6 +620,50 @@ void CaptureWriter::WriteSegment() {
 }
 
 // ---- CaptureReader ----
+
+namespace {
+
+// The concatenated frames of a segment (the header's, then the lines'; a
+// segment of an earlier version is one frame), at most kMaxPlaintext bytes.
+// A buffer that grows is wiped before it is let go: it held plaintext.
+Result<std::string> Decompress(std::string_view compressed) {
+  std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> dctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
+  if (!dctx) return Internal("zstd: cannot create a decompression context");
+  std::string plain(std::min(kMaxPlaintext, std::max<size_t>(compressed.size() * 8, ZSTD_DStreamOutSize())),
+                    '\0');
+  size_t size = 0;
+  ZSTD_inBuffer in{compressed.data(), compressed.size(), 0};
+  size_t pending = 1;  // 0 once a frame ended and was flushed
+  while (in.pos < in.size || pending != 0) {
+    if (size == plain.size()) {
+      if (plain.size() >= kMaxPlaintext) {
+        crypto::SecureErase(plain);
+        return InvalidArgument("more than " + std::to_string(kMaxPlaintext) + " bytes of plaintext");
+      }
+      std::string bigger(std::min(kMaxPlaintext, plain.size() * 2), '\0');
+      std::memcpy(bigger.data(), plain.data(), size);
+      crypto::SecureErase(plain);
+      plain.swap(bigger);
+    }
+    ZSTD_outBuffer out{plain.data() + size, plain.size() - size, 0};
+    const size_t in_before = in.pos;
+    pending = ZSTD_decompressStream(dctx.get(), &out, &in);
+    size += out.pos;
+    if (ZSTD_isError(pending)) {
+      crypto::SecureErase(plain);
+      return Internal(std::string("zstd: ") + ZSTD_getErrorName(pending));
+    }
+    if (pending != 0 && out.pos == 0 && in.pos == in_before && in.pos == in.size) {
+      crypto::SecureErase(plain);
+      return Internal("not a complete zstd frame");
+    }
+  }
+  if (compressed.empty()) return Internal("not a complete zstd frame");
+  plain.resize(size);
+  return plain;
+}
+
+}  // namespace
 
 CaptureReader::CaptureReader(std::filesystem::path root, const crypto::Keyring& keyring, blob::FileSystem* fs)
     : root_(std::move(root)), key_(DeriveCaptureKey(keyring)), fs_(fs ? fs : blob::DefaultFileSystem()) {}
@@ -675,13 +772,9 @@ Result<CaptureSegment> CaptureReader::ReadSegment(const std::filesystem::path& p
                               ": authentication failed: sealed under another master key, modified, or moved "
                               "from where it was written");
   }
-  unsigned long long size = ZSTD_getFrameContentSize(compressed->data(), compressed->size());
-  if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN || size > kMaxPlaintext) {
-    return Internal(what + ": not a complete zstd frame");
-  }
-  std::string plain(static_cast<size_t>(size), '\0');
-  size_t n = ZSTD_decompress(plain.data(), plain.size(), compressed->data(), compressed->size());
-  if (ZSTD_isError(n) || n != plain.size()) return Internal(what + ": zstd: " + ZSTD_getErrorName(n));
+  auto plain_or = Decompress(*compressed);
+  if (!plain_or) return Internal(what + ": " + plain_or.error().message());
+  std::string plain = std::move(*plain_or);
 
   CaptureSegment seg;
   std::string_view rest = plain;

@@ -22,6 +22,9 @@
 // with key = Keyring::DeriveKey("serving-capture/v1") and aad =
 // "takt-capture-v1:" + the path relative to the root ("weld-pm-prod/2026-12-01/
 // 18/...tkcap"), so a segment moved, renamed or swapped does not open. The
+// zstd data is two concatenated frames, the header line's and the record
+// lines' (compressed as they arrive, with a 128 KB window, so the writer never
+// holds a whole segment of plaintext); a reader takes one frame as well. The
 // plaintext is JSON Lines: a header line
 //   {"format":"takt-capture-v1","endpoint":"weld-pm-prod","start_ms":..,
 //    "end_ms":..,"records":N,"schemas":{"weld-pm-v3":{"features":[..],"outputs":[..]}}}

@@ -1,6 +1,7 @@
 #include "serving/capture.h"
 
 #include <gtest/gtest.h>
+#include <zstd.h>
 
 #include <chrono>
 #include <cmath>
@@ -12,6 +13,7 @@
 #include <thread>
 
 #include "core/temp_dir.h"
+#include "crypto/crypto.h"
 
 namespace takt::serving {
 namespace {
@@ -367,6 +369,64 @@ TEST_F(CaptureTest, TamperingIsDetected) {
   EXPECT_EQ(Reader().ReadSegment("../elsewhere.tkcap").error().code(), Code::kInvalidArgument);
   EXPECT_EQ(Reader().ReadSegment("/etc/passwd").error().code(), Code::kInvalidArgument);
   EXPECT_EQ(Reader().ReadSegment("weld-pm-prod/nope.tkcap").error().code(), Code::kNotFound);
+}
+
+TEST_F(CaptureTest, ALargeSegmentStreamsThroughCompressionAndReadsBackWhole) {
+  CaptureOptions o = Options();
+  o.max_segment_bytes = 64 << 20;  // one segment of ~10 MB of plaintext
+  o.queue_capacity = 1 << 16;
+  auto w = Writer(o);
+  constexpr int kRecords = 30000;
+  for (int i = 0; i < kRecords; ++i) {
+    while (!w->Offer(MakeRecord(i, 32))) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_TRUE(w->Close());
+  auto list = Reader().ListSegments("weld-pm-prod", 0, INT64_MAX);
+  ASSERT_EQ(list->size(), 1u);
+  auto seg = Reader().ReadSegment((*list)[0].path);
+  ASSERT_TRUE(seg.has_value()) << seg.error().ToString();
+  ASSERT_EQ(seg->records.size(), static_cast<size_t>(kRecords));
+  for (int i : {0, 1, kRecords / 2, kRecords - 1}) {
+    EXPECT_EQ(seg->records[i].inference_id, "inf-" + std::to_string(i));
+    EXPECT_EQ(seg->records[i].input, MakeRecord(i, 32).input);
+  }
+}
+
+// Segments written before the lines were compressed as they came hold one
+// zstd frame; they still open. A sealed segment whose zstd data ends early
+// (only a writer holding the key could make one) is refused by name.
+TEST_F(CaptureTest, OneFrameSegmentsOpenAndCutFramesAreRefused) {
+  const std::string key = keyring_.DeriveKey("serving-capture/v1");
+  const std::string relative = "weld-pm-prod/2026-12-01/18/1764612000000-1764612000001-000000.tkcap";
+  const fs::path path = dir_.path() / "capture" / relative;
+  fs::create_directories(path.parent_path());
+  const std::string plain =
+      "{\"format\":\"takt-capture-v1\",\"endpoint\":\"weld-pm-prod\",\"start_ms\":1764612000000,\"end_ms\":"
+      "1764612000001,\"records\":1,\"schemas\":{}}\n"
+      "{\"time_ms\":1764612000000,\"inference_id\":\"old-1\",\"variant\":\"weld-pm-v3\",\"model_version\":3,"
+      "\"status\":200,\"latency_us\":120,\"content_type\":\"text/"
+      "csv\",\"input\":[[1.5,2]],\"output\":[[0.25]]}\n";
+  auto seal = [&](const std::string& compressed) {
+    auto sealed = crypto::Seal(key, compressed, "takt-capture-v1:" + relative);
+    EXPECT_TRUE(sealed.has_value());
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out << "TKCAP01\n" << *sealed;
+  };
+  std::string frame(ZSTD_compressBound(plain.size()), '\0');
+  frame.resize(ZSTD_compress(frame.data(), frame.size(), plain.data(), plain.size(), 3));
+  seal(frame);
+  auto seg = Reader().ReadSegment(path);
+  ASSERT_TRUE(seg.has_value()) << seg.error().ToString();
+  ASSERT_EQ(seg->records.size(), 1u);
+  EXPECT_EQ(seg->records[0].inference_id, "old-1");
+  EXPECT_EQ(seg->records[0].input, (std::vector<float>{1.5f, 2.0f}));
+
+  seal(frame.substr(0, frame.size() - 3));
+  auto cut = Reader().ReadSegment(path);
+  ASSERT_FALSE(cut.has_value());
+  EXPECT_EQ(cut.error().code(), Code::kInternal);
+  EXPECT_NE(cut.error().message().find("zstd"), std::string::npos) << cut.error().message();
+  EXPECT_NE(cut.error().message().find(relative), std::string::npos) << "names the segment";
 }
 
 TEST_F(CaptureTest, StalledWriterDropsAndCountsWithoutBlocking) {
