@@ -4,6 +4,7 @@
 #include <xgboost/c_api.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -356,6 +357,140 @@ TEST(TreeEngineTest, FeatureNamesAndDart) {
                                         {{"booster", "dart"}, {"rate_drop", "0.3"}, {"skip_drop", "0"}}),
                        .rounds = 12,
                        .test_missing = 0.1});
+}
+
+// ---- Every batch size, every walk, the same bits ----------------------------
+
+// Trains `c` with one more feature, constant, after its own (no tree can split
+// on it), then predicts the test rows in batches of many sizes (the single-row
+// walk below 4 rows, blocks of 8 rows with partial blocks above) and, with the
+// constant feature missing in every row or in some, through the walks for
+// missing values. Every way must give the same margins to the bit, and
+// XGBoost's to 1e-6 (or 1e-5 for regression).
+void CheckEveryWalk(const Case& c) {
+  SCOPED_TRACE(c.name);
+  Case wide = c;
+  wide.features = c.features + 1;
+  auto widen = [&](Data d) {
+    Data out;
+    out.rows = d.rows;
+    out.cols = wide.features;
+    out.y = d.y;
+    for (size_t r = 0; r < d.rows; ++r) {
+      out.x.insert(out.x.end(), d.x.begin() + static_cast<ptrdiff_t>(r * c.features),
+                   d.x.begin() + static_cast<ptrdiff_t>((r + 1) * c.features));
+      out.x.push_back(0.5f);
+    }
+    return out;
+  };
+  const Data train = widen(MakeData(c, 400, 1, c.train_missing, false));
+  const Data test = widen(MakeData(c, 130, 2, c.test_missing, true));
+  XgbMatrix dtrain(train, wide);
+  XgbMatrix dtest(test, wide);
+  XgbBooster booster(wide, dtrain);
+  const std::vector<float> want = booster.Predict(dtest, 1);
+
+  std::string text = booster.Save("json");
+  for (size_t i = text.find("NaN"); i != std::string::npos; i = text.find("NaN", i))
+    text.replace(i, 3, "null");
+  const Json doc = Json::parse(text);
+  const Json& gbtree = doc["learner"]["gradient_booster"];
+  const Json& model = gbtree.contains("gbtree") ? gbtree["gbtree"]["model"] : gbtree["model"];  // dart
+  for (const Json& tree : model["trees"]) {
+    for (size_t k = 0; k < tree["split_indices"].size(); ++k) {
+      if (tree["left_children"][k].get<int64_t>() == -1) continue;
+      ASSERT_NE(tree["split_indices"][k].get<size_t>(), c.features)
+          << "a tree splits on the constant feature";
+    }
+  }
+
+  auto loaded = TreeEnsemble::Load(booster.Save("ubj"));
+  ASSERT_TRUE(loaded) << loaded.error().ToString();
+  const TreeEnsemble& e = **loaded;
+  const size_t margins = e.num_margins();
+  const size_t nf = wide.features;
+  std::vector<float> all(test.rows * margins);
+  e.PredictMargin(test.x.data(), test.rows, all.data());
+  const std::string objective = c.params.at("objective");
+  const bool regression = objective.starts_with("reg:") || objective == "count:poisson";
+  EXPECT_LE(MaxAbsDiff(all, want), regression ? 1e-5 : 1e-6);
+
+  auto expect_same = [&](const std::vector<float>& got, const std::string& what) {
+    ASSERT_EQ(got.size(), all.size()) << what;
+    for (size_t i = 0; i < got.size(); ++i) {
+      // Bits, not values: +0 and -0 or two NaN would compare wrong otherwise.
+      ASSERT_EQ(std::bit_cast<uint32_t>(got[i]), std::bit_cast<uint32_t>(all[i]))
+          << what << ": row " << i / margins << " margin " << i % margins << ": " << got[i] << " vs "
+          << all[i];
+    }
+  };
+  // The rows in batches of each size, one after the other.
+  auto in_batches = [&](const std::vector<float>& x, size_t size) {
+    std::vector<float> out(test.rows * margins);
+    for (size_t r = 0; r < test.rows; r += size) {
+      const size_t n = std::min(size, test.rows - r);
+      e.PredictMargin(x.data() + r * nf, n, out.data() + r * margins);
+    }
+    return out;
+  };
+  for (size_t size : {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 100, 129}) {
+    expect_same(in_batches(test.x, size), "batches of " + std::to_string(size));
+  }
+  // The constant feature missing: every row, then every third row (blocks of
+  // both kinds), through the walks for missing values.
+  for (size_t every : {1, 3}) {
+    std::vector<float> x = test.x;
+    for (size_t r = 0; r < test.rows; r += every) x[r * nf + c.features] = kNaN;
+    for (size_t size : {1, 3, 4, 8, 9, 17, 130}) {
+      expect_same(in_batches(x, size),
+                  "missing in every " + std::to_string(every) + " rows, batches of " + std::to_string(size));
+    }
+  }
+  // Predict applies the same transform whatever the batch size.
+  std::vector<float> value(test.rows * e.num_outputs());
+  e.Predict(test.x.data(), test.rows, value.data());
+  std::vector<float> one(e.num_outputs());
+  for (size_t r = 0; r < test.rows; ++r) {
+    e.Predict(test.x.data() + r * nf, 1, one.data());
+    ASSERT_EQ(std::memcmp(one.data(), value.data() + r * e.num_outputs(), one.size() * sizeof(float)), 0)
+        << "row " << r;
+  }
+}
+
+TEST(TreeEngineTest, EveryWalkGivesTheSameBits) {
+  // No missing values: the walk without missing values, single rows and blocks.
+  CheckEveryWalk({.name = "logistic, no missing",
+                  .params = Params("binary:logistic", 6, {{"eta", "0.2"}}),
+                  .rounds = 37,  // not a multiple of the 16 trees walked together
+                  .features = 9});
+  CheckEveryWalk({.name = "regression, no missing",
+                  .params = Params("reg:squarederror", 8, {{"base_score", "1.5"}}),
+                  .rounds = 20});
+  CheckEveryWalk(
+      {.name = "softprob, no missing", .params = Params("multi:softprob", 5), .rounds = 13, .num_class = 3});
+  CheckEveryWalk({.name = "dart, no missing",
+                  .params = Params("binary:logistic", 4,
+                                   {{"booster", "dart"}, {"rate_drop", "0.3"}, {"skip_drop", "0"}}),
+                  .rounds = 18});
+  // Missing values in the rows themselves, and categorical splits.
+  CheckEveryWalk({.name = "logistic, missing",
+                  .params = Params("binary:logistic", 6),
+                  .rounds = 33,
+                  .train_missing = 0.1,
+                  .test_missing = 0.1});
+  CheckEveryWalk({.name = "categorical, no missing",
+                  .params = Params("binary:logistic", 5, {{"max_cat_to_onehot", "1"}}),
+                  .rounds = 20,
+                  .features = 7,
+                  .categorical = 2,
+                  .categories = 20});
+  CheckEveryWalk({.name = "categorical, missing",
+                  .params = Params("multi:softmax", 4, {{"max_cat_to_onehot", "1"}}),
+                  .rounds = 9,
+                  .num_class = 3,
+                  .test_missing = 0.1,
+                  .categorical = 1,
+                  .categories = 12});
 }
 
 // ---- Predicting from many threads at once -----------------------------------
