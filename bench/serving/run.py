@@ -540,8 +540,10 @@ def report(args, info, scenarios, results, preds, targets):
     L.append("- 50 %% load: an open-loop constant-rate client in Python (`bench/serving/openloop.py`, not wrk's "
              "Lua `delay()`, which only adds whole-millisecond think time without a clock), at %d %% of the "
              "median peak req/s of the same protocol at %d connections measured just before, up to %d keep-alive "
-             "connections; latency counted from each request's scheduled send time (no coordinated omission)."
-             % (int(args.load_fraction * 100), args.connections, args.connections))
+             "connections; latency counted from each request's scheduled send time (no coordinated omission); "
+             "each open-loop run starts after %d s of quiet, so background work a run before left (the capture "
+             "writer draining its queue) does not fall into it."
+             % (int(args.load_fraction * 100), args.connections, args.connections, args.settle))
     L.append("")
 
     def table(title, keys, open_loop=False):
@@ -690,6 +692,7 @@ def main():
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--rebuild-model", action="store_true", help="retrain even if the work dir has the model")
     ap.add_argument("--no-capture", action="store_true", help="skip the capture at 0 vs 100 %% scenarios")
+    ap.add_argument("--settle", type=int, default=2, help="seconds of quiet before each open-loop run (default 2)")
     ap.add_argument("--note", default="", help="a line for the results header")
     args = ap.parse_args()
 
@@ -835,6 +838,7 @@ def main():
                     else:
                         peak = med([x["rps"] for x in results[sc["peak"]]])
                         rate = max(1.0, args.load_fraction * peak)
+                        time.sleep(args.settle)
                         r = run_openloop(sc["port"], sc, rate, sc["conns"], args.duration, work, tag)
                         if r["rps"] < 0.95 * rate:
                             log("  note: %s achieved %.0f of %.0f req/s" % (k, r["rps"], rate))

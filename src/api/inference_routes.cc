@@ -146,7 +146,7 @@ struct Call {
     rec.input = std::move(rows.values);  // scored and answered: the call needs them no more
     rec.output_cols = model().num_outputs;
     rec.output = std::move(out);
-    live->capture->Enqueue(std::move(rec));
+    live->capture->Enqueue(rec);
   }
   void Fail(const Error& e) {
     error = e.message();

@@ -198,8 +198,8 @@ struct CaptureWriter::Ring {
     for (size_t i = 0; i < capacity; ++i) cells[i].seq.store(i, std::memory_order_relaxed);
   }
 
-  // Moves from `record` only on success. `*depth` is the queue length seen.
-  bool TryPush(CaptureRecord&& record, size_t* depth) {
+  // Copies `record` into a free cell's buffers. `*depth` is the queue length seen.
+  bool TryPush(const CaptureRecord& record, size_t* depth) {
     size_t pos = enqueue_pos.load(std::memory_order_relaxed);
     Cell* cell;
     for (;;) {
@@ -214,13 +214,28 @@ struct CaptureWriter::Ring {
         pos = enqueue_pos.load(std::memory_order_relaxed);
       }
     }
-    cell->value = std::move(record);
+    CaptureRecord& v = cell->value;  // its strings and vectors keep their capacity
+    v.time_ms = record.time_ms;
+    v.endpoint.assign(record.endpoint);
+    v.variant.assign(record.variant);
+    v.model_version = record.model_version;
+    v.inference_id.assign(record.inference_id);
+    v.latency_us = record.latency_us;
+    v.status = record.status;
+    v.content_type.assign(record.content_type);
+    v.input_cols = record.input_cols;
+    v.input.assign(record.input.begin(), record.input.end());
+    v.output_cols = record.output_cols;
+    v.output.assign(record.output.begin(), record.output.end());
     cell->seq.store(pos + 1, std::memory_order_release);
     *depth = pos + 1 - dequeue_pos.load(std::memory_order_relaxed);
     return true;
   }
 
-  bool TryPop(CaptureRecord* out) {
+  // Hands the oldest record to `consume` in its cell, then frees the cell
+  // (keeping its buffers, unless they grew large). False if empty.
+  template <typename F>
+  bool PopWith(F&& consume) {
     size_t pos = dequeue_pos.load(std::memory_order_relaxed);
     Cell* cell;
     for (;;) {
@@ -235,11 +250,19 @@ struct CaptureWriter::Ring {
         pos = dequeue_pos.load(std::memory_order_relaxed);
       }
     }
-    *out = std::move(cell->value);
-    cell->value = CaptureRecord{};
+    consume(cell->value);
+    CaptureRecord& v = cell->value;
+    crypto::SecureErase(v.inference_id);
+    if (v.input.capacity() > kKeptFloats) std::vector<float>().swap(v.input);
+    if (v.output.capacity() > kKeptFloats) std::vector<float>().swap(v.output);
+    std::fill(v.input.begin(), v.input.end(), 0.0f);  // captured data does not linger
+    std::fill(v.output.begin(), v.output.end(), 0.0f);
     cell->seq.store(pos + mask + 1, std::memory_order_release);
     return true;
   }
+
+  // A cell keeps vectors of up to this many floats for the next record.
+  static constexpr size_t kKeptFloats = 4096;
 
   size_t capacity() const { return mask + 1; }
   uint64_t pushed() const { return enqueue_pos.load(std::memory_order_relaxed); }
@@ -333,9 +356,9 @@ void CaptureWriter::SetSamplePercent(double percent) {
   always_.store(percent >= 100, std::memory_order_relaxed);
 }
 
-bool CaptureWriter::Enqueue(CaptureRecord&& record) {
+bool CaptureWriter::Enqueue(const CaptureRecord& record) {
   size_t depth = 0;
-  if (closed_.load(std::memory_order_acquire) || !ring_->TryPush(std::move(record), &depth)) {
+  if (closed_.load(std::memory_order_acquire) || !ring_->TryPush(record, &depth)) {
     dropped_.fetch_add(1, std::memory_order_relaxed);
     if (options_.metrics) options_.metrics->AddCaptureDropped(1);
     return false;
@@ -393,17 +416,20 @@ CaptureStats CaptureWriter::stats() const {
   return s;
 }
 
-std::string CaptureWriter::NewInferenceId() {
+void CaptureWriter::NewInferenceId(std::string* out) {
   uint64_t hi = SplitMix(id_state_[0]);
   uint64_t lo = SplitMix(id_state_[1]);
   hi = (hi & ~0xF000ULL) | 0x4000ULL;        // version 4
   lo = (lo & ~(3ULL << 62)) | (2ULL << 62);  // variant 10
-  char buf[40];
-  std::snprintf(
-      buf, sizeof(buf), "%08llx-%04llx-%04llx-%04llx-%012llx", static_cast<unsigned long long>(hi >> 32),
-      static_cast<unsigned long long>((hi >> 16) & 0xFFFF), static_cast<unsigned long long>(hi & 0xFFFF),
-      static_cast<unsigned long long>(lo >> 48), static_cast<unsigned long long>(lo & 0xFFFFFFFFFFFFULL));
-  return buf;
+  // The 32 hex digits of hi and lo as 8-4-4-4-12.
+  static constexpr char kHex[] = "0123456789abcdef";
+  out->assign(36, '-');
+  size_t pos = 0;
+  for (int i = 0; i < 32; ++i) {
+    if (pos == 8 || pos == 13 || pos == 18 || pos == 23) ++pos;
+    const uint64_t word = i < 16 ? hi : lo;
+    (*out)[pos++] = kHex[(word >> (60 - 4 * (i % 16))) & 0xF];
+  }
 }
 
 void CaptureWriter::Run() {
@@ -418,7 +444,9 @@ void CaptureWriter::Run() {
       setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), kWriterNice);
     }
   }
-  CaptureRecord record;
+  auto append = [this](CaptureRecord& r) { Append(r); };
+  // The record's cell is free again before a full segment is written.
+  auto full = [this] { return segment_ && segment_->plain_bytes >= options_.max_segment_bytes; };
   for (;;) {
     uint64_t ticket;
     bool stop;
@@ -427,12 +455,16 @@ void CaptureWriter::Run() {
       ticket = flush_requested_;
       stop = stop_;
     }
-    while (ring_->TryPop(&record)) Append(record);
+    while (ring_->PopWith(append)) {
+      if (full()) WriteSegment();
+    }
     if (segment_ && options_.clock->NowMillis() - segment_->opened_ms >= options_.max_segment_age_ms) {
       WriteSegment();
     }
     if (stop) {
-      while (ring_->TryPop(&record)) Append(record);  // pushed while we were stopping
+      while (ring_->PopWith(append)) {  // pushed while we were stopping
+        if (full()) WriteSegment();
+      }
       WriteSegment();
       std::lock_guard lock(mu_);
       flush_done_ = flush_requested_;
@@ -490,7 +522,7 @@ void CaptureWriter::Append(CaptureRecord& r) {
   }
   Segment& s = *segment_;
   if (r.time_ms == 0) r.time_ms = options_.clock->NowMillis();
-  if (r.inference_id.empty()) r.inference_id = NewInferenceId();
+  if (r.inference_id.empty()) NewInferenceId(&r.inference_id);
   std::string& out = s.line;
   out.clear();
   out.append("{\"time_ms\":");
@@ -521,7 +553,6 @@ void CaptureWriter::Append(CaptureRecord& r) {
   s.start_ms = std::min(s.start_ms, r.time_ms);
   s.end_ms = std::max(s.end_ms, r.time_ms);
   if (!s.variants.contains(r.variant)) s.variants.emplace(r.variant);
-  if (s.plain_bytes >= options_.max_segment_bytes) WriteSegment();
 }
 
 void CaptureWriter::WriteSegment() {

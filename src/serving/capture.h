@@ -5,9 +5,10 @@
 // monitoring (drift, quality) and `takt endpoint capture`.
 //
 // Writing. One CaptureWriter per endpoint. Offer() runs on the request path:
-// a sampling draw (a per-thread xorshift RNG, no shared state) and a push into
-// a bounded lock-free ring (Vyukov MPMC); it never blocks, never allocates and
-// never takes a lock. A full ring drops the record (counted; the
+// a sampling draw (a per-thread xorshift RNG, no shared state) and a copy into
+// a bounded lock-free ring (Vyukov MPMC) whose cells keep their buffers; it
+// never blocks and never takes a lock, and allocates only while a cell's
+// buffers are still smaller than the record. A full ring drops the record (counted; the
 // takt_capture_dropped_total metric). A background thread drains the ring,
 // encodes records into the current segment and writes the segment when it
 // reaches max_segment_bytes of plaintext, when it is max_segment_age_ms old
@@ -125,13 +126,16 @@ class CaptureWriter {
   CaptureWriter& operator=(const CaptureWriter&) = delete;
 
   // Hot path: draws against the sampling percentage and, if sampled, queues
-  // the record (moved from). True if it was queued; false if not sampled
-  // (`record` untouched) or dropped.
-  bool Offer(CaptureRecord&& record) { return ShouldCapture() && Enqueue(std::move(record)); }
+  // a copy of the record. True if it was queued; false if not sampled or
+  // dropped. The copy goes into buffers the queue keeps from record to record
+  // (no allocation once they are large enough), and the caller's record is
+  // freed by the caller: memory never moves between the request threads and
+  // the writer, whose idle priority must not hold a lock they need.
+  bool Offer(const CaptureRecord& record) { return ShouldCapture() && Enqueue(record); }
   // The two halves of Offer, for a caller that builds the record only when it
   // is sampled.
   bool ShouldCapture() const;
-  bool Enqueue(CaptureRecord&& record);
+  bool Enqueue(const CaptureRecord& record);
 
   // Clamped to 0..100.
   void SetSamplePercent(double percent);
@@ -154,7 +158,7 @@ class CaptureWriter {
   void Run();
   void Append(CaptureRecord& record);
   void WriteSegment();
-  std::string NewInferenceId();
+  void NewInferenceId(std::string* out);  // a UUID v4, into *out
 
   const CaptureOptions options_;
   std::string key_;
