@@ -608,6 +608,25 @@ def report(args, info, scenarios, results, preds, targets):
         L.append("")
         table(None, ["takt-jsonnocap-half", "takt-jsoncap-half", "takt-json-half"], open_loop=True)
         table(None, ["takt-jsonnocap-c%d" % c1, "takt-jsoncap-c%d" % c1, "takt-json-c%d" % c1])
+    pairs = info.get("capture_pairs") or []
+    if pairs:
+        L.append("Paired runs: %d pairs of %d s open-loop runs at %.0f req/s, capture 0 and 100 %% in ABBA order, "
+                 "%d s of quiet before each; the goal below is the median of the per-pair p50 ratios."
+                 % (len(pairs), args.capture_duration, pairs[0]["takt-jsoncap"]["target"], args.settle))
+        L.append("")
+        L.append("| pair | order | p50 ms off / on | ratio | p90 ms off / on | p99 ms off / on | errors |")
+        L.append("|---|---|---|---|---|---|---|")
+        for i, p in enumerate(pairs):
+            off, on = p["takt-jsonnocap"], p["takt-jsoncap"]
+            L.append("| %d | %s | %.3f / %.3f | %.2f× | %.2f / %.2f | %.2f / %.2f | %d |" % (
+                i + 1, " → ".join(p["order"]), off["p50"], on["p50"], p["ratio"], off["p90"], on["p90"], off["p99"],
+                on["p99"], off["errors"] + on["errors"]))
+        L.append("| median | | %.3f / %.3f | %.2f× | %.2f / %.2f | %.2f / %.2f | |" % (
+            med([p["takt-jsonnocap"]["p50"] for p in pairs]), med([p["takt-jsoncap"]["p50"] for p in pairs]),
+            med([p["ratio"] for p in pairs]), med([p["takt-jsonnocap"]["p90"] for p in pairs]),
+            med([p["takt-jsoncap"]["p90"] for p in pairs]), med([p["takt-jsonnocap"]["p99"] for p in pairs]),
+            med([p["takt-jsoncap"]["p99"] for p in pairs])))
+        L.append("")
 
     G = []
     for conns in (c1, c2):
@@ -642,7 +661,13 @@ def report(args, info, scenarios, results, preds, targets):
             s = summarize(results[k])
             G.append(goal_row("takt p99 at peak, %s, %d conns" % (scenarios[k]["label"], c1), "%.2f ms" % s["p99"],
                               "≤ %g ms" % GOAL_P99_MS, s["p99"] <= GOAL_P99_MS, s["errors"]))
-    if results.get("takt-jsoncap-half") and results.get("takt-jsonnocap-half"):
+    if pairs:
+        r = med([p["ratio"] for p in pairs])
+        G.append(goal_row("median latency, capture 100 %% / none, median of %d ABBA pairs at %.0f req/s"
+                          % (len(pairs), pairs[0]["takt-jsoncap"]["target"]), "%.2f×" % r,
+                          "≤ %.2f×" % GOAL_CAPTURE_MEDIAN, r <= GOAL_CAPTURE_MEDIAN,
+                          sum(p["takt-jsoncap"]["errors"] + p["takt-jsonnocap"]["errors"] for p in pairs)))
+    elif results.get("takt-jsoncap-half") and results.get("takt-jsonnocap-half"):
         off, on = summarize(results["takt-jsonnocap-half"]), summarize(results["takt-jsoncap-half"])
         r = on["p50"] / off["p50"] if off["p50"] else float("nan")
         G.append(goal_row("median latency, capture 100 %% / none, open loop at %.0f req/s" % off["target"],
@@ -693,6 +718,8 @@ def main():
     ap.add_argument("--rebuild-model", action="store_true", help="retrain even if the work dir has the model")
     ap.add_argument("--no-capture", action="store_true", help="skip the capture at 0 vs 100 %% scenarios")
     ap.add_argument("--settle", type=int, default=2, help="seconds of quiet before each open-loop run (default 2)")
+    ap.add_argument("--capture-pairs", type=int, default=8, help="ABBA pairs of capture on/off runs (default 8)")
+    ap.add_argument("--capture-duration", type=int, default=4, help="seconds per capture pair run (default 4)")
     ap.add_argument("--note", default="", help="a line for the results header")
     args = ap.parse_args()
 
@@ -846,11 +873,32 @@ def main():
                     log("%s: %.0f req/s, p50 %.2f ms, p99 %.2f ms, errors %d%s" % (
                         tag, r["rps"], r["p50"], r["p99"], r["errors"],
                         " %s" % r["error_detail"] if r["errors"] else ""))
+        # Capture on vs off in ABBA pairs of short open-loop runs at the same rate, each after a quiet
+        # spell: slow drifts of this shared machine hit both halves of a pair alike, and the goal is the
+        # median of the per-pair ratios.
+        pairs = []
+        if "takt-jsoncap" in targets and "takt-jsonnocap" in targets and args.capture_pairs > 0:
+            rate = max(1.0, args.load_fraction * med([x["rps"] for x in results["takt-json-c%d" % args.connections]]))
+            for i in range(args.capture_pairs):
+                keys = ("takt-jsonnocap", "takt-jsoncap") if i % 2 == 0 else ("takt-jsoncap", "takt-jsonnocap")
+                pair = {"order": [k.split("-")[-1] for k in keys]}
+                for tkey in keys:
+                    time.sleep(args.settle)
+                    sc = scenarios[tkey + "-half"]
+                    pair[tkey] = run_openloop(sc["port"], sc, rate, sc["conns"], args.capture_duration, work,
+                                              "capture pair %d %s" % (i + 1, tkey))
+                on, off = pair["takt-jsoncap"], pair["takt-jsonnocap"]
+                pair["ratio"] = on["p50"] / off["p50"] if off["p50"] else float("nan")
+                log("capture pair %d (%s): p50 %.3f / %.3f ms = %.2fx, p99 %.2f / %.2f ms" % (
+                    i + 1, " then ".join(pair["order"]), on["p50"], off["p50"], pair["ratio"], on["p99"], off["p99"]))
+                pairs.append(pair)
+        info["capture_pairs"] = pairs
         info["load_after"] = "%.2f" % os.getloadavg()[0]
         if "takt-jsoncap" in targets:
             info["captured"] = takt.captured_records()
             info["capture_requests"] = sum(r["requests"] for k in ("takt-jsoncap-c%d" % args.connections,
-                                                                   "takt-jsoncap-half") for r in results.get(k, []))
+                                                                   "takt-jsoncap-half") for r in results.get(k, [])) + \
+                sum(p["takt-jsoncap"]["requests"] for p in pairs)
             info["warmup_requests"] = "%d s of warm-up" % args.warmup if args.warmup > 0 else "none"
         (work / "results.json").write_text(json.dumps(
             {"info": info, "scenarios": {k: {kk: str(vv) for kk, vv in v.items() if kk != "token"}
