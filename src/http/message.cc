@@ -7,7 +7,7 @@ namespace takt::http {
 std::string ToLower(std::string_view text) {
   std::string out(text);
   for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    c = AsciiLower(c);
   }
   return out;
 }
@@ -19,10 +19,7 @@ std::string_view Request::Header(std::string_view name) const {
     auto it = headers.find(ToLower(name));
     return it == headers.end() ? std::string_view() : std::string_view(it->second);
   }
-  for (size_t i = 0; i < name.size(); ++i) {
-    char c = name[i];
-    lower[i] = c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-  }
+  for (size_t i = 0; i < name.size(); ++i) lower[i] = AsciiLower(name[i]);
   auto it = headers.find(std::string_view(lower, name.size()));
   return it == headers.end() ? std::string_view() : std::string_view(it->second);
 }

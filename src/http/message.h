@@ -108,7 +108,8 @@ inline Response ErrorResponse(const std::unexpected<Error>& error) { return Erro
 Response ErrorResponse(int status, std::string_view code_name, std::string_view message);
 Response JsonResponse(int status, std::string json_body);
 
-// ASCII lowercase copy (header names, media types).
+// ASCII lowercase of one character, and a lowercase copy (header names, media types).
+inline char AsciiLower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
 std::string ToLower(std::string_view text);
 
 }  // namespace takt::http

@@ -65,9 +65,7 @@ std::string_view View(beast::string_view s) { return std::string_view(s.data(), 
 bool IEquals(std::string_view text, std::string_view lower) {
   if (text.size() != lower.size()) return false;
   for (size_t i = 0; i < text.size(); ++i) {
-    char c = text[i];
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    if (c != lower[i]) return false;
+    if (AsciiLower(text[i]) != lower[i]) return false;
   }
   return true;
 }
@@ -104,9 +102,7 @@ class RequestParser final : public bhttp::basic_parser<true> {
     // Trailers of a chunked body come after authorization: they are not headers.
     if (is_header_done()) return;
     std::string key(name.data(), name.size());
-    for (char& c : key) {
-      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    }
+    for (char& c : key) c = AsciiLower(c);
     auto [it, inserted] = request_.headers.try_emplace(std::move(key), value.data(), value.size());
     if (!inserted) {
       it->second += ", ";
@@ -644,7 +640,7 @@ class Session : public std::enable_shared_from_this<Session> {
       // The media type (before any parameters) in lowercase, in place.
       for (char& c : it->second) {
         if (c == ';') break;
-        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+        c = AsciiLower(c);
       }
     }
     bool has_body = !parser_->is_done();
