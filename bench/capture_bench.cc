@@ -5,6 +5,9 @@
 //             thread: ns per call at 0 %, at 100 %, and the gated form
 //             (ShouldCapture() before building) at 0 %; the background thread
 //             drains between batches (Flush, not timed), so nothing is dropped
+//   writer:   the background thread's CPU per record (encode, compress, seal,
+//             write): process CPU minus the offering thread's CPU over rounds
+//             of 4000 queued records and a Flush, divided by the records
 //   request:  the same at the level of a request: a loopback http::Server whose
 //             handler parses 32 floats, "scores" them and offers the record,
 //             called by one keep-alive Client; median latency at 0 % vs 100 %
@@ -13,6 +16,7 @@
 // Medians of --repeat rounds, 0 % and 100 % alternating. No timing is asserted.
 //
 //   build/bench/takt_capture_bench --repeat 15 --out bench/results/capture.md
+#include <sys/resource.h>
 #include <sys/utsname.h>
 
 #include <algorithm>
@@ -65,6 +69,15 @@ CaptureRecord BuildRecord(const float* features, float score, int64_t latency_us
   r.output_cols = 1;
   r.output = {score};
   return r;
+}
+
+double CpuUs(int who) {
+  rusage u{};
+  ::getrusage(who, &u);
+  auto us = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) * 1e6 + static_cast<double>(t.tv_usec);
+  };
+  return us(u.ru_utime) + us(u.ru_stime);
 }
 
 // ns per call of `body` over `n` calls.
@@ -128,6 +141,20 @@ int main(int argc, char** argv) {
     if (auto st = writer->Flush(); !st) std::cerr << st.error().ToString() << "\n";
   }
   const uint64_t dropped_offer = writer->stats().dropped;
+
+  // ---- writer ----
+  constexpr int kWriterBatch = 4000;
+  std::vector<double> writer_us;
+  const uint64_t written_before = writer->stats().written;
+  for (int r = 0; r < repeat; ++r) {
+    writer->SetSamplePercent(100);
+    const double process0 = CpuUs(RUSAGE_SELF), self0 = CpuUs(RUSAGE_THREAD);
+    for (int i = 0; i < kWriterBatch; ++i) writer->Offer(BuildRecord(features, 0.25f, i));
+    if (auto st = writer->Flush(); !st) std::cerr << st.error().ToString() << "\n";
+    const double process1 = CpuUs(RUSAGE_SELF), self1 = CpuUs(RUSAGE_THREAD);
+    writer_us.push_back(((process1 - process0) - (self1 - self0)) / kWriterBatch);
+  }
+  const uint64_t written_writer = writer->stats().written - written_before;
 
   // ---- request ----
   writer->SetSamplePercent(0);
@@ -213,6 +240,14 @@ int main(int argc, char** argv) {
   md += "| `Offer(BuildRecord())` at 100 % (built and queued) | " + Fmt("%.0f", on) + " |\n";
   md += "| **added by capture at 100 %** (100 % − gated 0 %) | **" + Fmt("%.0f", on - gated) + "** |\n\n";
   md += "Records dropped during the offer rounds: " + std::to_string(dropped_offer) + ".\n\n";
+  md += "## Writer (background thread CPU µs per record, " + std::to_string(kWriterBatch) +
+        " records and a Flush a round)\n\n";
+  md += "| | µs/record |\n|---|---:|\n";
+  md += "| encode + zstd + seal + write (median of rounds) | " + Fmt("%.2f", Median(writer_us)) + " |\n\n";
+  md += "Per-round: ";
+  for (double v : writer_us) md += Fmt("%.2f ", v);
+  md += "\n\nRecords written in the writer rounds: " + std::to_string(written_writer) + " of " +
+        std::to_string(static_cast<uint64_t>(kWriterBatch) * static_cast<uint64_t>(repeat)) + ".\n\n";
   md += "## Request (median µs, " + std::to_string(requests) + " sequential requests a round)\n\n";
   md +=
       "Loopback `http::Server` (2 threads), one keep-alive `http::Client`, a CSV row of 32 floats; the "

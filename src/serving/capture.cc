@@ -25,7 +25,12 @@ namespace takt::serving {
 namespace {
 
 constexpr std::string_view kMagic = "TKCAP01\n";
-constexpr std::string_view kFormat = "takt-capture-v1";
+// The plaintext's format, named in its header line: v1 wrote the records as
+// JSON lines; v2 (written now) as binary records after the JSON header line.
+// Readers take both.
+constexpr std::string_view kFormatV1 = "takt-capture-v1";
+constexpr std::string_view kFormat = "takt-capture-v2";
+constexpr uint8_t kRecordTag = 0xB2;  // starts every v2 record
 constexpr std::string_view kAadPrefix = "takt-capture-v1:";
 constexpr std::string_view kKeyPurpose = "serving-capture/v1";
 constexpr std::string_view kExtension = ".tkcap";
@@ -37,6 +42,8 @@ constexpr std::chrono::milliseconds kIdlePoll{100};
 // The writer thread's nice value (background_priority): below request threads.
 constexpr int kWriterNice = 10;
 constexpr std::chrono::milliseconds kBusyPoll{20};
+// Records are fed to zstd this many bytes at a time, not one by one.
+constexpr size_t kStagingBytes = 32 << 10;
 
 bool ValidEndpointName(std::string_view name) {
   if (name.empty() || name == "." || name == ".." || name.size() > 200) return false;
@@ -75,16 +82,6 @@ void AppendInt(std::string* out, int64_t v) {
   out->append(buf, r.ptr);
 }
 
-void AppendFloat(std::string* out, float v) {
-  if (!std::isfinite(v)) {
-    out->append("null");
-    return;
-  }
-  char buf[32];
-  auto r = std::to_chars(buf, buf + sizeof(buf), v);
-  out->append(buf, r.ptr);
-}
-
 void AppendJsonString(std::string* out, std::string_view s) {
   static constexpr char kHex[] = "0123456789abcdef";
   out->push_back('"');
@@ -119,24 +116,149 @@ void AppendJsonString(std::string* out, std::string_view s) {
   out->push_back('"');
 }
 
-// [[r0c0,r0c1,..],[r1c0,..]] from a row-major matrix of `cols` columns (0: one row).
-void AppendMatrix(std::string* out, const std::vector<float>& values, size_t cols) {
-  out->push_back('[');
-  if (!values.empty()) {
-    size_t width = cols == 0 ? values.size() : cols;
-    for (size_t start = 0; start < values.size(); start += width) {
-      if (start > 0) out->push_back(',');
-      out->push_back('[');
-      size_t end = std::min(values.size(), start + width);
-      for (size_t i = start; i < end; ++i) {
-        if (i > start) out->push_back(',');
-        AppendFloat(out, values[i]);
-      }
-      out->push_back(']');
+// ---- v2 records ----
+//
+// A record is
+//   u8 0xB2, u32 n (the bytes that follow), i64 time_ms, i64 latency_us,
+//   i32 model_version, i32 status, then three strings (u32 length, bytes):
+//   inference_id, variant, content_type, then two matrices (u32 cols, u32
+//   count, count f32): input, output.
+// Integers and floats little-endian; floats as their IEEE bits (NaN and
+// infinities as they are). cols is 0 for an empty matrix and divides count
+// otherwise: one row of all values if the record said 0.
+
+template <typename T>
+void AppendLittle(std::string* out, T v) {
+  using U = std::make_unsigned_t<T>;
+  U u = static_cast<U>(v);
+  char bytes[sizeof(T)];
+  for (size_t i = 0; i < sizeof(T); ++i) bytes[i] = static_cast<char>((u >> (8 * i)) & 0xFF);
+  out->append(bytes, sizeof(T));
+}
+
+void AppendBytes(std::string* out, std::string_view s) {
+  AppendLittle<uint32_t>(out, static_cast<uint32_t>(s.size()));
+  out->append(s);
+}
+
+void AppendFloats(std::string* out, const std::vector<float>& values, size_t cols) {
+  size_t width = values.empty() ? 0 : (cols == 0 || cols > values.size() ? values.size() : cols);
+  // A ragged last row is cut off, as no reader could place it.
+  size_t count = width == 0 ? 0 : values.size() / width * width;
+  AppendLittle<uint32_t>(out, static_cast<uint32_t>(width));
+  AppendLittle<uint32_t>(out, static_cast<uint32_t>(count));
+  const size_t at = out->size();
+  out->resize(at + count * sizeof(float));
+  char* dst = out->data() + at;
+  if constexpr (std::endian::native == std::endian::little) {
+    if (count > 0) std::memcpy(dst, values.data(), count * sizeof(float));
+  } else {
+    for (size_t i = 0; i < count; ++i) {
+      uint32_t bits = std::bit_cast<uint32_t>(values[i]);
+      for (int k = 0; k < 4; ++k) *dst++ = static_cast<char>((bits >> (8 * k)) & 0xFF);
     }
   }
-  out->push_back(']');
 }
+
+void AppendRecord(std::string* out, const CaptureRecord& r) {
+  out->push_back(static_cast<char>(kRecordTag));
+  const size_t length_at = out->size();
+  AppendLittle<uint32_t>(out, 0);  // patched below
+  AppendLittle<int64_t>(out, r.time_ms);
+  AppendLittle<int64_t>(out, r.latency_us);
+  AppendLittle<int32_t>(out, r.model_version);
+  AppendLittle<int32_t>(out, r.status);
+  AppendBytes(out, r.inference_id);
+  AppendBytes(out, r.variant);
+  AppendBytes(out, r.content_type);
+  AppendFloats(out, r.input, r.input_cols);
+  AppendFloats(out, r.output, r.output_cols);
+  const auto n = static_cast<uint32_t>(out->size() - length_at - 4);
+  for (size_t i = 0; i < 4; ++i) (*out)[length_at + i] = static_cast<char>((n >> (8 * i)) & 0xFF);
+}
+
+// Reads v2 records; every read is bounds-checked and a short or malformed
+// record is an error naming what is wrong, never a read past the end.
+class RecordDecoder {
+ public:
+  explicit RecordDecoder(std::string_view data) : data_(data) {}
+  bool done() const { return pos_ == data_.size(); }
+  size_t offset() const { return pos_; }
+
+  Result<CaptureRecord> Next() {
+    uint8_t tag = 0;
+    if (!Take(&tag)) return Internal("truncated record");
+    if (tag != kRecordTag) return Internal("not a record (tag " + std::to_string(tag) + ")");
+    uint32_t n = 0;
+    if (!Take(&n)) return Internal("truncated record length");
+    if (n > data_.size() - pos_)
+      return Internal("record of " + std::to_string(n) + " bytes runs past the end");
+    const size_t end = pos_ + n;
+    RecordDecoder body(data_.substr(0, end));
+    body.pos_ = pos_;
+    CaptureRecord r;
+    int32_t version = 0, status = 0;
+    if (!body.Take(&r.time_ms) || !body.Take(&r.latency_us) || !body.Take(&version) || !body.Take(&status) ||
+        !body.TakeString(&r.inference_id) || !body.TakeString(&r.variant) ||
+        !body.TakeString(&r.content_type)) {
+      return Internal("truncated record");
+    }
+    r.model_version = version;
+    r.status = status;
+    TAKT_RETURN_IF_ERROR(body.TakeFloats(&r.input, &r.input_cols, "input"));
+    TAKT_RETURN_IF_ERROR(body.TakeFloats(&r.output, &r.output_cols, "output"));
+    if (!body.done()) return Internal("record has " + std::to_string(end - body.pos_) + " bytes left over");
+    pos_ = end;
+    return r;
+  }
+
+ private:
+  template <typename T>
+  bool Take(T* v) {
+    if (data_.size() - pos_ < sizeof(T)) return false;
+    using U = std::make_unsigned_t<T>;
+    U u = 0;
+    for (size_t i = 0; i < sizeof(T); ++i)
+      u |= static_cast<U>(static_cast<uint8_t>(data_[pos_ + i])) << (8 * i);
+    *v = static_cast<T>(u);
+    pos_ += sizeof(T);
+    return true;
+  }
+  bool TakeString(std::string* s) {
+    uint32_t n = 0;
+    if (!Take(&n) || n > data_.size() - pos_) return false;
+    s->assign(data_.substr(pos_, n));
+    pos_ += n;
+    return true;
+  }
+  Status TakeFloats(std::vector<float>* values, size_t* cols, std::string_view what) {
+    uint32_t width = 0, count = 0;
+    if (!Take(&width) || !Take(&count)) return Internal("truncated " + std::string(what));
+    if ((width == 0) != (count == 0) || (width != 0 && count % width != 0)) {
+      return Internal(std::string(what) + ": " + std::to_string(count) + " values do not make rows of " +
+                      std::to_string(width));
+    }
+    if (count > (data_.size() - pos_) / sizeof(float)) return Internal("truncated " + std::string(what));
+    values->resize(count);
+    const char* src = data_.data() + pos_;
+    if constexpr (std::endian::native == std::endian::little) {
+      if (count > 0) std::memcpy(values->data(), src, size_t{count} * sizeof(float));
+    } else {
+      for (uint32_t i = 0; i < count; ++i) {
+        uint32_t bits = 0;
+        for (int k = 0; k < 4; ++k)
+          bits |= static_cast<uint32_t>(static_cast<uint8_t>(src[4 * i + k])) << (8 * k);
+        (*values)[i] = std::bit_cast<float>(bits);
+      }
+    }
+    pos_ += size_t{count} * sizeof(float);
+    *cols = width;
+    return Ok();
+  }
+
+  std::string_view data_;
+  size_t pos_ = 0;
+};
 
 void AppendStringArray(std::string* out, const std::vector<std::string>& items) {
   out->push_back('[');
@@ -523,32 +645,15 @@ void CaptureWriter::Append(CaptureRecord& r) {
   Segment& s = *segment_;
   if (r.time_ms == 0) r.time_ms = options_.clock->NowMillis();
   if (r.inference_id.empty()) NewInferenceId(&r.inference_id);
-  std::string& out = s.line;
-  out.clear();
-  out.append("{\"time_ms\":");
-  AppendInt(&out, r.time_ms);
-  out.append(",\"inference_id\":");
-  AppendJsonString(&out, r.inference_id);
-  out.append(",\"variant\":");
-  AppendJsonString(&out, r.variant);
-  out.append(",\"model_version\":");
-  AppendInt(&out, r.model_version);
-  out.append(",\"status\":");
-  AppendInt(&out, r.status);
-  out.append(",\"latency_us\":");
-  AppendInt(&out, r.latency_us);
-  out.append(",\"content_type\":");
-  AppendJsonString(&out, r.content_type);
-  out.append(",\"input\":");
-  AppendMatrix(&out, r.input, r.input_cols);
-  out.append(",\"output\":");
-  AppendMatrix(&out, r.output, r.output_cols);
-  out.append("}\n");
-  if (!s.error) {
+  std::string& out = s.line;  // records not yet fed to zstd
+  const size_t before = out.size();
+  AppendRecord(&out, r);
+  s.plain_bytes += out.size() - before;
+  if (out.size() >= kStagingBytes && !s.error) {
     if (Status st = Compress(s.cctx, out, ZSTD_e_continue, s.compressed, s.compressed_size); !st)
       s.error = st.error();
+    crypto::SecureErase(out);  // keeps its capacity
   }
-  s.plain_bytes += out.size();
   ++s.records;
   s.start_ms = std::min(s.start_ms, r.time_ms);
   s.end_ms = std::max(s.end_ms, r.time_ms);
@@ -599,10 +704,11 @@ void CaptureWriter::WriteSegment() {
     if (options_.metrics) options_.metrics->AddCaptureDropped(seg->records);
   };
   if (seg->error) return fail(*seg->error);
-  // The lines' frame ends; the header's frame goes before it (zstd decodes
+  // The records' frame ends; the header's frame goes before it (zstd decodes
   // concatenated frames as the concatenated plaintext).
-  if (Status st = Compress(seg->cctx, {}, ZSTD_e_end, seg->compressed, seg->compressed_size); !st)
+  if (Status st = Compress(seg->cctx, seg->line, ZSTD_e_end, seg->compressed, seg->compressed_size); !st)
     return fail(st.error());
+  crypto::SecureErase(seg->line);
   std::string compressed(ZSTD_compressBound(plain.size()) + seg->compressed_size, '\0');
   size_t n =
       ZSTD_compress(compressed.data(), compressed.size(), plain.data(), plain.size(), options_.zstd_level);
@@ -782,6 +888,74 @@ Result<CaptureRecord> ParseRecord(const Json& j) {
   }
 }
 
+// The header line: format, endpoint, time range, count, schemas.
+Status ParseHeader(const Json& j, CaptureSegment* seg, uint64_t* declared) {
+  try {
+    seg->endpoint = j.at("endpoint").get<std::string>();
+    seg->start_ms = j.at("start_ms").get<int64_t>();
+    seg->end_ms = j.at("end_ms").get<int64_t>();
+    *declared = j.at("records").get<uint64_t>();
+    for (const auto& [variant, schema] : j.at("schemas").items()) {
+      seg->schemas[variant] = CaptureSchema{schema.at("features").get<std::vector<std::string>>(),
+                                            schema.at("outputs").get<std::vector<std::string>>()};
+    }
+  } catch (const Json::exception& e) {
+    return Internal(std::string("header: ") + e.what());
+  }
+  return Ok();
+}
+
+// A decrypted, decompressed segment: the header line, then v1's JSON lines or
+// v2's binary records. Errors name the line (v1) or byte offset (v2).
+Status ParsePlaintext(std::string_view plain, CaptureSegment* seg) {
+  if (plain.empty()) return Internal("empty");
+  const size_t nl = plain.find('\n');
+  if (nl == std::string_view::npos) return Internal("line 1 is not a JSON object");
+  Json header = Json::parse(plain.substr(0, nl), nullptr, /*allow_exceptions=*/false);
+  if (header.is_discarded() || !header.is_object()) return Internal("line 1 is not a JSON object");
+  const Json* format = header.contains("format") ? &header["format"] : nullptr;
+  if (format == nullptr || !format->is_string()) return Internal("header: no format");
+  const std::string name = format->get<std::string>();
+  if (name != kFormat && name != kFormatV1) return Internal("unknown format " + format->dump());
+  uint64_t declared = 0;
+  TAKT_RETURN_IF_ERROR(ParseHeader(header, seg, &declared));
+  std::string_view rest = plain.substr(nl + 1);
+  if (name == kFormat) {
+    RecordDecoder decoder(rest);
+    while (!decoder.done()) {
+      const size_t at = decoder.offset();
+      auto record = decoder.Next();
+      if (!record) {
+        return std::unexpected(record.error().WithContext(
+            "record " + std::to_string(seg->records.size() + 1) + " at byte " + std::to_string(nl + 1 + at)));
+      }
+      record->endpoint = seg->endpoint;
+      seg->records.push_back(std::move(*record));
+    }
+  } else {
+    size_t line_no = 1;
+    while (!rest.empty()) {
+      size_t end = rest.find('\n');
+      std::string_view line = rest.substr(0, end);
+      rest.remove_prefix(end == std::string_view::npos ? rest.size() : end + 1);
+      ++line_no;
+      Json j = Json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (j.is_discarded() || !j.is_object()) {
+        return Internal("line " + std::to_string(line_no) + " is not a JSON object");
+      }
+      auto record = ParseRecord(j);
+      if (!record) return std::unexpected(record.error().WithContext("line " + std::to_string(line_no)));
+      record->endpoint = seg->endpoint;
+      seg->records.push_back(std::move(*record));
+    }
+  }
+  if (seg->records.size() != declared) {
+    return Internal("header says " + std::to_string(declared) + " records, found " +
+                    std::to_string(seg->records.size()));
+  }
+  return Ok();
+}
+
 }  // namespace
 
 Result<CaptureSegment> CaptureReader::ReadSegment(const std::filesystem::path& path) const {
@@ -808,49 +982,9 @@ Result<CaptureSegment> CaptureReader::ReadSegment(const std::filesystem::path& p
   std::string plain = std::move(*plain_or);
 
   CaptureSegment seg;
-  std::string_view rest = plain;
-  size_t line_no = 0;
-  uint64_t declared = 0;
-  while (!rest.empty()) {
-    size_t nl = rest.find('\n');
-    std::string_view line = rest.substr(0, nl);
-    rest.remove_prefix(nl == std::string_view::npos ? rest.size() : nl + 1);
-    ++line_no;
-    Json j = Json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded() || !j.is_object()) {
-      crypto::SecureErase(plain);
-      return Internal(what + ": line " + std::to_string(line_no) + " is not a JSON object");
-    }
-    if (line_no == 1) {
-      try {
-        if (j.at("format").get<std::string>() != kFormat) {
-          return Internal(what + ": unknown format " + j.at("format").dump());
-        }
-        seg.endpoint = j.at("endpoint").get<std::string>();
-        seg.start_ms = j.at("start_ms").get<int64_t>();
-        seg.end_ms = j.at("end_ms").get<int64_t>();
-        declared = j.at("records").get<uint64_t>();
-        for (const auto& [variant, schema] : j.at("schemas").items()) {
-          seg.schemas[variant] = CaptureSchema{schema.at("features").get<std::vector<std::string>>(),
-                                               schema.at("outputs").get<std::vector<std::string>>()};
-        }
-      } catch (const Json::exception& e) {
-        return Internal(what + ": header: " + e.what());
-      }
-      continue;
-    }
-    auto record = ParseRecord(j);
-    if (!record)
-      return std::unexpected(record.error().WithContext(what + ": line " + std::to_string(line_no)));
-    record->endpoint = seg.endpoint;
-    seg.records.push_back(std::move(*record));
-  }
+  auto parsed = ParsePlaintext(plain, &seg);
   crypto::SecureErase(plain);
-  if (line_no == 0) return Internal(what + ": empty");
-  if (seg.records.size() != declared) {
-    return Internal(what + ": header says " + std::to_string(declared) + " records, found " +
-                    std::to_string(seg.records.size()));
-  }
+  if (!parsed) return std::unexpected(parsed.error().WithContext(what));
   return seg;
 }
 

@@ -23,16 +23,20 @@
 // with key = Keyring::DeriveKey("serving-capture/v1") and aad =
 // "takt-capture-v1:" + the path relative to the root ("weld-pm-prod/2026-12-01/
 // 18/...tkcap"), so a segment moved, renamed or swapped does not open. The
-// zstd data is two concatenated frames, the header line's and the record
-// lines' (compressed as they arrive, with a 128 KB window, so the writer never
-// holds a whole segment of plaintext); a reader takes one frame as well. The
-// plaintext is JSON Lines: a header line
-//   {"format":"takt-capture-v1","endpoint":"weld-pm-prod","start_ms":..,
+// zstd data is two concatenated frames, the header line's and the records'
+// (compressed 32 KB at a time as they arrive, with a 128 KB window, so the
+// writer never holds a whole segment of plaintext); a reader takes one frame
+// as well. The plaintext is a JSON header line
+//   {"format":"takt-capture-v2","endpoint":"weld-pm-prod","start_ms":..,
 //    "end_ms":..,"records":N,"schemas":{"weld-pm-v3":{"features":[..],"outputs":[..]}}}
-// then one line per record
-//   {"time_ms":..,"inference_id":"..","variant":"weld-pm-v3","model_version":3,
-//    "status":200,"latency_us":..,"content_type":"..","input":[[..],..],"output":[[..],..]}
-// Floats are written in their shortest round-trip form; NaN and infinities as null.
+// then the records, binary (encoding them costs the writer a copy, not a
+// float-to-text conversion per value): each is
+//   u8 0xB2, u32 length of the rest, i64 time_ms, i64 latency_us,
+//   i32 model_version, i32 status, inference_id, variant, content_type (each
+//   u32 length + bytes), input and output (each u32 cols, u32 count, count
+//   IEEE f32), all little-endian; NaN and infinities kept as they are.
+// Segments of format "takt-capture-v1" (records as JSON lines, floats in their
+// shortest round-trip text, NaN and infinities as null) still read.
 //
 // Reading. CaptureReader lists the segments of an endpoint overlapping a time
 // range and decrypts one. Any tampering (another master key, a flipped byte, a

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <zstd.h>
 
+#include <bit>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
@@ -151,7 +152,7 @@ TEST_F(CaptureTest, RoundTripKeepsEveryField) {
   a.status = 200;
   a.content_type = "application/json; charset=utf-8";
   a.input_cols = 3;
-  a.input = {1.5f, -2.25f, 3.1415927f, 1e-30f, NAN, 7.0f};  // two rows
+  a.input = {1.5f, -2.25f, 3.1415927f, 1e-30f, NAN, -INFINITY};  // two rows
   a.output_cols = 1;
   a.output = {0.125f, 0.875f};
   CaptureRecord b;  // no time, no id: the writer fills them
@@ -427,6 +428,112 @@ TEST_F(CaptureTest, OneFrameSegmentsOpenAndCutFramesAreRefused) {
   EXPECT_EQ(cut.error().code(), Code::kInternal);
   EXPECT_NE(cut.error().message().find("zstd"), std::string::npos) << cut.error().message();
   EXPECT_NE(cut.error().message().find(relative), std::string::npos) << "names the segment";
+}
+
+// The v2 record layout as capture.h documents it, encoded independently of
+// the writer.
+std::string EncodeV2Record(int64_t time_ms, std::string_view id, uint32_t cols,
+                           const std::vector<float>& in) {
+  std::string body;
+  auto put = [&body](uint64_t v, int bytes) {
+    for (int i = 0; i < bytes; ++i) body.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+  };
+  auto str = [&](std::string_view s) {
+    put(s.size(), 4);
+    body.append(s);
+  };
+  put(static_cast<uint64_t>(time_ms), 8);
+  put(77, 8);  // latency_us
+  put(3, 4);   // model_version
+  put(200, 4);
+  str(id);
+  str("weld-pm-v3");
+  str("text/csv");
+  put(cols, 4);
+  put(in.size(), 4);
+  for (float f : in) put(std::bit_cast<uint32_t>(f), 4);
+  put(1, 4);  // output: one value
+  put(1, 4);
+  put(std::bit_cast<uint32_t>(0.75f), 4);
+  std::string record(1, static_cast<char>(0xB2));
+  uint32_t n = static_cast<uint32_t>(body.size());
+  for (int i = 0; i < 4; ++i) record.push_back(static_cast<char>((n >> (8 * i)) & 0xFF));
+  return record + body;
+}
+
+TEST_F(CaptureTest, TheDocumentedV2LayoutReadsAndMalformedRecordsAreRefused) {
+  const std::string key = keyring_.DeriveKey("serving-capture/v1");
+  const std::string relative = "weld-pm-prod/2026-12-01/18/1764612000000-1764612000001-000000.tkcap";
+  const fs::path path = dir_.path() / "capture" / relative;
+  fs::create_directories(path.parent_path());
+  auto header = [](int records) {
+    return "{\"format\":\"takt-capture-v2\",\"endpoint\":\"weld-pm-prod\",\"start_ms\":1764612000000,"
+           "\"end_ms\":1764612000001,\"records\":" +
+           std::to_string(records) + ",\"schemas\":{}}\n";
+  };
+  auto read = [&](const std::string& plain) {
+    std::string frame(ZSTD_compressBound(plain.size()), '\0');
+    frame.resize(ZSTD_compress(frame.data(), frame.size(), plain.data(), plain.size(), 1));
+    auto sealed = crypto::Seal(key, frame, "takt-capture-v1:" + relative);
+    EXPECT_TRUE(sealed.has_value());
+    {
+      std::ofstream out(path, std::ios::binary | std::ios::trunc);
+      out << "TKCAP01\n" << *sealed;
+    }
+    return Reader().ReadSegment(path);
+  };
+  const std::string r1 = EncodeV2Record(1764612000000, "a-1", 2, {1.5f, 2.0f, NAN, -3.0f});
+  const std::string r2 = EncodeV2Record(1764612000001, "a-2", 2, {4.0f, 5.0f});
+  auto seg = read(header(2) + r1 + r2);
+  ASSERT_TRUE(seg.has_value()) << seg.error().ToString();
+  ASSERT_EQ(seg->records.size(), 2u);
+  const CaptureRecord& a = seg->records[0];
+  EXPECT_EQ(a.time_ms, 1764612000000);
+  EXPECT_EQ(a.inference_id, "a-1");
+  EXPECT_EQ(a.variant, "weld-pm-v3");
+  EXPECT_EQ(a.content_type, "text/csv");
+  EXPECT_EQ(a.latency_us, 77);
+  EXPECT_EQ(a.model_version, 3);
+  EXPECT_EQ(a.status, 200);
+  EXPECT_EQ(a.input_cols, 2u);
+  ASSERT_EQ(a.input.size(), 4u);
+  EXPECT_EQ(a.input[0], 1.5f);
+  EXPECT_TRUE(std::isnan(a.input[2]));
+  EXPECT_EQ(a.output, (std::vector<float>{0.75f}));
+  EXPECT_EQ(seg->records[1].inference_id, "a-2");
+
+  struct Bad {
+    std::string plain;
+    std::string message;
+  };
+  std::string bad_tag = r2;
+  bad_tag[0] = 'x';
+  std::string long_length = r2;
+  long_length[1] = static_cast<char>(0xFF);
+  std::string extra = r2 + "zz";
+  extra[1] = static_cast<char>(extra[1] + 2);  // the two bytes counted in the record
+  const std::vector<Bad> cases = {
+      {header(2) + r1 + r2.substr(0, r2.size() - 3), "runs past the end"},
+      {header(2) + r1 + bad_tag, "not a record"},
+      {header(2) + r1 + long_length, "runs past the end"},
+      {header(2) + r1 + extra, "bytes left over"},
+      {header(1) + EncodeV2Record(1764612000000, "ragged", 3, {1, 2, 3, 4}), "do not make rows of 3"},
+      {header(1) + EncodeV2Record(1764612000000, "empty", 2, {}), "do not make rows of 2"},
+      {header(3) + r1 + r2, "header says 3 records, found 2"},
+      {header(2) + r1 + r2.substr(0, 3), "truncated record length"},
+  };
+  for (const auto& c : cases) {
+    auto bad = read(c.plain);
+    ASSERT_FALSE(bad.has_value()) << c.message;
+    EXPECT_EQ(bad.error().code(), Code::kInternal) << c.message;
+    EXPECT_NE(bad.error().message().find(c.message), std::string::npos) << bad.error().message();
+    EXPECT_NE(bad.error().message().find(relative), std::string::npos) << "names the segment";
+  }
+  auto second = read(header(2) + r1 + bad_tag);
+  ASSERT_FALSE(second.has_value());
+  EXPECT_NE(second.error().message().find("record 2 at byte " + std::to_string(header(2).size() + r1.size())),
+            std::string::npos)
+      << second.error().message();
 }
 
 TEST_F(CaptureTest, StalledWriterDropsAndCountsWithoutBlocking) {
