@@ -179,12 +179,19 @@ Status VariantRuntime::Submit(Job* job) {
     ++jobs_;
     in_flight_.fetch_add(1, std::memory_order_relaxed);
     if (metrics_) metrics_->AddInFlight(1);
-    if (!best->busy && best->queue.empty() && best->scorer && settings_.max_batch_wait.count() == 0) {
-      // Idle replica, no batch to wait for: score here, on the caller's thread.
+    if (!best->busy && best->scorer && settings_.max_batch_wait.count() == 0) {
+      // Idle replica, no batch to wait for: score here, on the caller's
+      // thread. Jobs already queued (the worker was woken for them but has
+      // not run yet) go first, in this thread's batches: waking the worker
+      // for them costs a thread switch, more than the model on a busy machine.
       best->busy = true;
       best->load.fetch_add(1, std::memory_order_relaxed);
+      const bool behind = !best->queue.empty();
+      if (behind) {
+        best->queue.push_back(job);
+        queued_.fetch_add(1, std::memory_order_relaxed);
+      }
       const Scorer* scorer = best->scorer.get();  // not reset while busy
-      lock.unlock();
       // The thread's batch vector keeps its capacity (no allocation per
       // request); a nested Submit from a job's callback gets a fresh one.
       thread_local std::vector<Job*> reused;
@@ -199,18 +206,25 @@ Status VariantRuntime::Submit(Job* job) {
           if (mine) reused_taken = false;
         }
       } release{mine};
-      batch.assign(1, job);
-      Score(scorer, batch);
-      lock.lock();
-      best->load.fetch_sub(1, std::memory_order_relaxed);
-      size_t done = 1;
-      if (!best->queue.empty() && !best->stop) {
-        // Jobs queued while this thread scored: it scores one batch of them
-        // too, while it has the replica, instead of waking the worker (a
-        // thread switch costs more than the model on a busy machine).
-        TakeBatch(*best, batch);
+      size_t done = 0;
+      if (!behind) {
         lock.unlock();
+        batch.assign(1, job);
         Score(scorer, batch);
+        lock.lock();
+        best->load.fetch_sub(1, std::memory_order_relaxed);
+        done = 1;
+      }
+      // Batches off the queue: up to and including this thread's own job if
+      // it queued behind others, then one more of the jobs that queued while
+      // it scored, before it lets the replica go.
+      bool pending = behind;
+      int more = 1;
+      while (!best->queue.empty() && (pending || more-- > 0)) {
+        TakeBatch(*best, batch);
+        if (pending && std::find(batch.begin(), batch.end(), job) != batch.end()) pending = false;
+        lock.unlock();
+        Score(scorer, batch);  // `job` may be gone after this
         lock.lock();
         best->load.fetch_sub(static_cast<int>(batch.size()), std::memory_order_relaxed);
         done += batch.size();

@@ -10,9 +10,11 @@
 // When a replica is idle and batching does not wait, the submitting thread
 // scores the job itself (no hand-off to the worker): at low load a request
 // costs no thread switch, at high load jobs queue while the replica is busy
-// and the worker takes them as batches. A submitter that scored on an idle
-// replica scores one batch of the jobs that queued meanwhile before it lets
-// the replica go (instead of waking the worker).
+// and the worker takes them as batches. A submitter that finds the replica
+// idle but jobs queued (the worker woken, not yet running) queues its job
+// behind them and scores batches until its own is done; then, like any
+// submitter that scored, one more batch of the jobs that queued meanwhile
+// before it lets the replica go (instead of waking the worker).
 //
 // Bounded: each replica queues at most queue_capacity jobs; when the least
 // busy replica is full, Submit refuses at once (ResourceExhausted → 429)

@@ -334,6 +334,39 @@ TEST(RuntimeTest, ManyThreadsGetTheirOwnAnswers) {
   EXPECT_EQ(rt.Stats().jobs, 1200);
 }
 
+// No batch wait: submitters score on the caller's thread, queue behind jobs
+// the worker was woken for, and take batches of each other's jobs.
+TEST(RuntimeTest, ManyThreadsSharingOneReplicaWithoutBatchWaitGetTheirOwnAnswers) {
+  auto model = TinyModel();
+  RuntimeSettings settings;
+  settings.max_batch_size = 4;
+  settings.max_batch_wait = 0us;
+  settings.queue_capacity = 1000;
+  VariantRuntime rt(model, settings);
+  std::atomic<int> wrong{0}, failed{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 500; ++i) {
+        Waitable w(1 + (i % 2), static_cast<float>((t * 500 + i) % 89) / 89.0f);
+        if (!rt.Submit(&w.job).has_value() || !w.Wait() || !w.status.has_value()) {
+          ++failed;
+          continue;
+        }
+        std::vector<float> expect(w.job.n);
+        if (!model->Score(w.rows.data(), w.job.n, expect.data()).has_value() || expect != w.out) ++wrong;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_EQ(wrong.load(), 0);
+  const RuntimeStats stats = rt.Stats();
+  EXPECT_EQ(stats.jobs, 4000);
+  EXPECT_EQ(stats.in_flight, 0);
+  EXPECT_EQ(stats.queued, 0);
+}
+
 TEST(RuntimeTest, StopScoresWhatIsQueuedAndRefusesNewJobs) {
   auto model = TinyModel();
   RuntimeSettings settings;
