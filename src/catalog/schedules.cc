@@ -10,6 +10,7 @@
 #include "catalog/internal.h"
 #include "core/cron.h"
 #include "core/json.h"
+#include "core/posix.h"
 #include "core/time.h"
 #include "crypto/crypto.h"
 #include "crypto/keyring.h"
@@ -175,6 +176,7 @@ void CatalogService::StartScheduler(int tick_seconds) {
   if (scheduler_.joinable()) return;
   scheduler_stop_ = false;
   scheduler_ = std::thread([this, tick_seconds] {
+    SetThreadName("takt-schedules");
     std::unique_lock lock(scheduler_mu_);
     while (!scheduler_stop_) {
       lock.unlock();

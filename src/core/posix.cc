@@ -1,8 +1,10 @@
 #include "core/posix.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -47,6 +49,14 @@ Status FsyncDir(const std::filesystem::path& dir) {
   if (fd.get() < 0) return ErrnoError(errno, "opening directory " + dir.string());
   if (::fsync(fd.get()) != 0) return ErrnoError(errno, "fsync of directory " + dir.string());
   return Ok();
+}
+
+void SetThreadName(std::string_view name) {
+  char buf[16];
+  const size_t n = std::min(name.size(), sizeof(buf) - 1);
+  std::memcpy(buf, name.data(), n);
+  buf[n] = '\0';
+  ::pthread_setname_np(::pthread_self(), buf);
 }
 
 }  // namespace takt

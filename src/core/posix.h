@@ -38,4 +38,8 @@ Status WriteAll(int fd, std::string_view data, const std::string& what);
 // fsync of a directory, so that entries created or renamed in it survive a crash.
 Status FsyncDir(const std::filesystem::path& dir);
 
+// Names the calling thread for top -H, perf and gdb ("takt-http-0"); Linux
+// keeps 15 bytes, the rest is cut. Best effort: a failure is ignored.
+void SetThreadName(std::string_view name);
+
 }  // namespace takt

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "core/json.h"
+#include "core/posix.h"
 #include "crypto/crypto.h"
 #include "events/pattern.h"
 
@@ -655,6 +656,7 @@ Status EventBus::DeliverPending() {
 void EventBus::Start(std::chrono::milliseconds interval) {
   stop_ = false;
   thread_ = std::thread([this, interval] {
+    SetThreadName("takt-events");
     while (!stop_) {
       Status s = DeliverPending();
       if (!s) spdlog::error("event delivery: {}", s.error().ToString());

@@ -29,6 +29,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include "core/posix.h"
 #include "http/url.h"
 
 namespace takt::http {
@@ -1433,7 +1434,8 @@ void Sweep(Loop* loop) {
   });
 }
 
-void RunContext(ServerState* state, net::io_context* ioc) {
+void RunContext(ServerState* state, net::io_context* ioc, std::string name) {
+  SetThreadName(name);
   while (true) {
     try {
       ioc->run();
@@ -1542,7 +1544,7 @@ Status Server::Start() {
   };
   try {
     for (auto& loop : s.loops) {
-      s.threads.emplace_back(RunContext, state, &loop->ioc);
+      s.threads.emplace_back(RunContext, state, &loop->ioc, "takt-http-" + std::to_string(s.threads.size()));
       ++s.threads_running;
     }
   } catch (const std::system_error& e) {
@@ -1551,7 +1553,7 @@ Status Server::Start() {
   int threads = std::max(1, s.options.threads);
   for (int i = 0; i < threads; ++i) {
     try {
-      s.threads.emplace_back(RunContext, state, &s.pool);
+      s.threads.emplace_back(RunContext, state, &s.pool, "takt-pool-" + std::to_string(i));
       ++s.threads_running;
     } catch (const std::system_error& e) {
       if (i == 0) return undo(e);

@@ -9,6 +9,7 @@
 #include <set>
 
 #include "core/json.h"
+#include "core/posix.h"
 #include "core/time.h"
 #include "crypto/crypto.h"
 #include "frame/codec.h"
@@ -706,6 +707,7 @@ void RunService::Start(int workers) {
   stop_ = false;
   for (int i = 0; i < workers; ++i) {
     workers_.emplace_back([this] {
+      SetThreadName("takt-runs");
       while (!stop_) {
         if (RunOnce()) continue;
         std::unique_lock<std::mutex> lock(mu_);

@@ -7,6 +7,7 @@
 
 #include "core/cron.h"
 #include "core/json.h"
+#include "core/posix.h"
 #include "pipeline/spec.h"
 
 namespace takt::pipeline {
@@ -448,6 +449,7 @@ void TriggerService::StartScheduler(std::chrono::milliseconds interval) {
   if (scheduler_.joinable()) return;
   scheduler_stop_ = false;
   scheduler_ = std::thread([this, interval] {
+    SetThreadName("takt-triggers");
     std::unique_lock lock(scheduler_mu_);
     while (!scheduler_stop_) {
       lock.unlock();

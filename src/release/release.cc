@@ -9,6 +9,7 @@
 #include <set>
 
 #include "core/json.h"
+#include "core/posix.h"
 #include "core/time.h"
 #include "ml/xgboost_model.h"
 
@@ -640,6 +641,7 @@ takt::Status ReleaseService::Tick() {
 void ReleaseService::Start() {
   stop_ = false;
   thread_ = std::thread([this] {
+    SetThreadName("takt-release");
     while (!stop_) {
       auto s = Tick();
       if (!s) spdlog::error("release worker: {}", s.error().ToString());

@@ -19,6 +19,7 @@
 #include <tuple>
 
 #include "core/json.h"
+#include "core/posix.h"
 #include "crypto/crypto.h"
 
 namespace takt::serving {
@@ -446,7 +447,10 @@ Result<std::unique_ptr<CaptureWriter>> CaptureWriter::Create(CaptureOptions opti
     return std::unexpected(st.error().WithContext("capture for " + options.endpoint));
   }
   std::unique_ptr<CaptureWriter> w(new CaptureWriter(std::move(options), DeriveCaptureKey(keyring)));
-  w->thread_ = std::thread([raw = w.get()] { raw->Run(); });
+  w->thread_ = std::thread([raw = w.get()] {
+    SetThreadName("takt-capture");
+    raw->Run();
+  });
   return w;
 }
 

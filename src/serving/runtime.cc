@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "core/json.h"
+#include "core/posix.h"
 #include "serving/metrics.h"
 #include "serving/serving.h"
 
@@ -111,7 +112,10 @@ void VariantRuntime::SetReplicas(int count, Clock::time_point now) {
       r.running = true;
       // The model in memory if someone holds it; else the worker loads it.
       if (!r.scorer) r.scorer = model_->Resident();
-      r.thread = std::thread([this, &r] { Work(r); });
+      r.thread = std::thread([this, &r] {
+        SetThreadName("takt-replica");
+        Work(r);
+      });
     }
   }
   for (int i = current; i-- > count;) {  // scale in: stop taking jobs, drain, end the thread

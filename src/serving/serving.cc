@@ -10,6 +10,7 @@
 #include <set>
 
 #include "core/json.h"
+#include "core/posix.h"
 #include "core/time.h"
 #include "lineage/lineage.h"
 #include "serving/capture.h"
@@ -358,7 +359,10 @@ void ServingService::Start() {
   std::lock_guard lock(autoscaler_mu_);
   if (autoscaler_.joinable()) return;
   autoscaler_stop_ = false;
-  autoscaler_ = std::thread([this] { Autoscale(); });
+  autoscaler_ = std::thread([this] {
+    SetThreadName("takt-autoscale");
+    Autoscale();
+  });
 }
 
 void ServingService::Stop() {
