@@ -12,7 +12,8 @@ gunicorn (2 sync workers), nginx serving a static JSON answer (the HTTP
 ceiling) and a fresh takt server with the model imported, approved and
 released to endpoint bench-dev -- checks that takt's prediction equals
 xgboost's (through the Flask peer) to 1e-6, then measures with wrk (closed
-loop, keep-alive) and an open-loop constant-rate client (openloop.py),
+loop, keep-alive) and an open-loop constant-rate client (build/bench/takt_openloop
+from bench/openloop.cc when built, else openloop.py; --openloop picks one),
 interleaving systems per round, and writes a markdown table of medians and the
 goal ratios. Everything it starts runs in its own process group and is
 stopped at the end, also on Ctrl-C or failure.
@@ -401,8 +402,22 @@ def run_wrk(url, target, conns, duration, threads, work, tag):
     }
 
 
-def run_openloop(port, target, rate, conns, duration, work, tag):
-    cmd = [sys.executable, str(HERE / "openloop.py"), "--port", str(port), "--path", target["path"],
+def openloop_client(path):
+    """The command line that runs the open-loop client at path (C++ binary or openloop.py) and its
+    description for the results."""
+    path = Path(path).resolve()
+    try:
+        shown = str(path.relative_to(REPO))
+    except ValueError:
+        shown = str(path)
+    if path.suffix == ".py":
+        return [sys.executable, str(path)], "an open-loop constant-rate client in Python (`%s`)" % shown
+    return [str(path)], "an open-loop constant-rate client in C++ (`%s`, from `bench/openloop.cc`: one thread, " \
+        "epoll, the same flags and output as `bench/serving/openloop.py`)" % shown
+
+
+def run_openloop(port, target, rate, conns, duration, work, tag, client):
+    cmd = list(client) + ["--port", str(port), "--path", target["path"],
            "--method", target["method"], "--rate", "%.1f" % rate, "--duration", str(duration),
            "--connections", str(conns)]
     if target.get("body"):
@@ -537,13 +552,13 @@ def report(args, info, scenarios, results, preds, targets):
         L.append("- %s closed the connection after the check request (no keep-alive%s), so wrk reconnects for "
                  "every request to it." % (", ".join(closers),
                                            ": gunicorn's sync workers do that" if "flask" in closers else ""))
-    L.append("- 50 %% load: an open-loop constant-rate client in Python (`bench/serving/openloop.py`, not wrk's "
-             "Lua `delay()`, which only adds whole-millisecond think time without a clock), at %d %% of the "
+    L.append("- 50 %% load: %s, not wrk's "
+             "Lua `delay()`, which only adds whole-millisecond think time without a clock, at %d %% of the "
              "median peak req/s of the same protocol at %d connections measured just before, up to %d keep-alive "
              "connections; latency counted from each request's scheduled send time (no coordinated omission); "
              "each open-loop run starts after %d s of quiet, so background work a run before left (the capture "
              "writer draining its queue) does not fall into it."
-             % (int(args.load_fraction * 100), args.connections, args.connections, args.settle))
+             % (info["openloop"], int(args.load_fraction * 100), args.connections, args.connections, args.settle))
     L.append("")
 
     def table(title, keys, open_loop=False):
@@ -721,6 +736,9 @@ def main():
     ap.add_argument("--capture-pairs", type=int, default=8, help="ABBA pairs of capture on/off runs (default 8)")
     ap.add_argument("--capture-duration", type=int, default=4, help="seconds per capture pair run (default 4)")
     ap.add_argument("--note", default="", help="a line for the results header")
+    ap.add_argument("--openloop", default=None,
+                    help="open-loop client: a takt_openloop binary or openloop.py (default build/bench/takt_openloop "
+                         "of this repo if it exists, else bench/serving/openloop.py)")
     args = ap.parse_args()
 
     only = {s.strip() for s in args.only.split(",") if s.strip()}
@@ -733,6 +751,15 @@ def main():
     args.work = str(work)
     if str(work) in ("/", str(Path.home())):
         ap.error("--work must be a dedicated directory")
+    if args.openloop is None:
+        built = REPO / "build" / "bench" / "takt_openloop"
+        openloop_path = built if os.access(built, os.X_OK) else HERE / "openloop.py"
+    else:
+        openloop_path = Path(args.openloop).resolve()
+        if not openloop_path.is_file() or (openloop_path.suffix != ".py" and not os.access(openloop_path, os.X_OK)):
+            ap.error("open-loop client %s not found or not executable" % openloop_path)
+    openloop_cmd, openloop_desc = openloop_client(openloop_path)
+    log("open-loop client: %s" % " ".join(openloop_cmd))
     if "takt" in only and not os.access(takt_bin, os.X_OK):
         ap.error("takt binary %s not found (build first, or --takt PATH)" % takt_bin)
     for tool in ["wrk"] + (["nginx"] if "nginx" in only else []):
@@ -768,6 +795,7 @@ def main():
         "takt_version": cmd_output([str(takt_bin), "--version"]) if "takt" in only else "—",
         "commit": cmd_output(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"]),
         "takt_flags": "`--http-threads %d`" % args.takt_http_threads if args.takt_http_threads else "defaults",
+        "openloop": openloop_desc,
     }
     if "takt" in only:
         st = takt_bin.stat()
@@ -866,7 +894,7 @@ def main():
                         peak = med([x["rps"] for x in results[sc["peak"]]])
                         rate = max(1.0, args.load_fraction * peak)
                         time.sleep(args.settle)
-                        r = run_openloop(sc["port"], sc, rate, sc["conns"], args.duration, work, tag)
+                        r = run_openloop(sc["port"], sc, rate, sc["conns"], args.duration, work, tag, openloop_cmd)
                         if r["rps"] < 0.95 * rate:
                             log("  note: %s achieved %.0f of %.0f req/s" % (k, r["rps"], rate))
                     results[k].append(r)
@@ -886,7 +914,7 @@ def main():
                     time.sleep(args.settle)
                     sc = scenarios[tkey + "-half"]
                     pair[tkey] = run_openloop(sc["port"], sc, rate, sc["conns"], args.capture_duration, work,
-                                              "capture pair %d %s" % (i + 1, tkey))
+                                              "capture pair %d %s" % (i + 1, tkey), openloop_cmd)
                 on, off = pair["takt-jsoncap"], pair["takt-jsonnocap"]
                 pair["ratio"] = on["p50"] / off["p50"] if off["p50"] else float("nan")
                 log("capture pair %d (%s): p50 %.3f / %.3f ms = %.2fx, p99 %.2f / %.2f ms" % (
