@@ -436,6 +436,8 @@ std::shared_ptr<http::Router> BuildRouter(Platform& p) {
              {"mean_batch_rows",
               st.batches ? static_cast<double>(st.batched_rows) / static_cast<double>(st.batches) : 0.0},
              {"cold_starts", st.cold_starts},
+             // Whether the model is in memory now (false at zero replicas once it was freed).
+             {"model_loaded", r->model().Resident() != nullptr},
              {"max_batch_size", cfg.max_batch_size},
              {"max_batch_wait_us", cfg.max_batch_wait.count()},
              {"queue_capacity", cfg.queue_capacity}});

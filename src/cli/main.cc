@@ -289,12 +289,14 @@ Status CmdEndpointShow(Context& ctx, const std::string& name) {
                            Str(r, "min_replicas") + "-" + Str(r, "max_replicas") + ")",
                        Str(r, "in_flight"), Str(r, "queued") + "/" + Str(r, "queue_capacity"),
                        Num(r.value("mean_batch_rows", 0.0), 1) + " (max " + Str(r, "max_batch_size") + ")",
-                       Str(r, "rejected"), Str(r, "cold_starts")});
+                       Str(r, "rejected"), Str(r, "cold_starts"),
+                       r.value("model_loaded", false) ? "loaded" : "not loaded"});
   }
   if (!runtime.empty()) {
     std::cout << "\n";
-    PrintTable({"VARIANT", "REPLICAS", "IN FLIGHT", "QUEUED", "ROWS/BATCH", "REJECTED", "COLD STARTS"},
-               runtime);
+    PrintTable(
+        {"VARIANT", "REPLICAS", "IN FLIGHT", "QUEUED", "ROWS/BATCH", "REJECTED", "COLD STARTS", "MODEL"},
+        runtime);
   }
   return Ok();
 }

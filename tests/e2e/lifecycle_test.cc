@@ -145,6 +145,10 @@ TEST_F(LifecycleTest, WeldRobotsFromTelemetryToPredictions) {
             0);
   Json endpoint = ParseOut(server_.Cli(sam_, {"endpoint", "show", "weld-pm-dev", "-o", "json"}));
   auto features = endpoint["feature_names"].get<std::vector<std::string>>();
+  ASSERT_EQ(endpoint["runtime"].size(), 1u) << endpoint.dump();
+  EXPECT_EQ(endpoint["runtime"][0]["variant"], "weld-pm-v1");
+  EXPECT_GE(endpoint["runtime"][0]["replicas"].get<int>(), 1);
+  EXPECT_EQ(endpoint["runtime"][0]["model_loaded"], true) << "a serving endpoint holds its model";
   auto latest = frame::ReadCsv(ReadFileOrEmpty(dir + "/latest.csv"));
   ASSERT_TRUE(latest.has_value()) << latest.error().ToString();
   ASSERT_EQ(latest->num_rows(), 80u);
