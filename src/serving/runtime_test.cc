@@ -304,6 +304,31 @@ TEST(RuntimeTest, AtZeroReplicasTheModelIsFreedAndTheNextRequestLoadsItAgain) {
   EXPECT_EQ(rt.Stats().cold_starts, 2);
 }
 
+// `threads` threads submit `jobs` jobs each (1..max_rows rows, values cycling
+// over `values` steps of [0, 1)) and check every answer against the model.
+void SubmitFromThreads(VariantRuntime& rt, const LoadedModel& model, int threads, int jobs, int max_rows,
+                       int values) {
+  std::atomic<int> wrong{0}, failed{0};
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      for (int i = 0; i < jobs; ++i) {
+        Waitable w(1 + (i % max_rows),
+                   static_cast<float>((t * jobs + i) % values) / static_cast<float>(values));
+        if (!rt.Submit(&w.job).has_value() || !w.Wait() || !w.status.has_value()) {
+          ++failed;
+          continue;
+        }
+        std::vector<float> expect(w.job.n);
+        if (!model.Score(w.rows.data(), w.job.n, expect.data()).has_value() || expect != w.out) ++wrong;
+      }
+    });
+  }
+  for (auto& t : pool) t.join();
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_EQ(wrong.load(), 0);
+}
+
 TEST(RuntimeTest, ManyThreadsGetTheirOwnAnswers) {
   auto model = TinyModel();
   RuntimeSettings settings;
@@ -313,24 +338,7 @@ TEST(RuntimeTest, ManyThreadsGetTheirOwnAnswers) {
   settings.max_batch_wait = 100us;
   settings.queue_capacity = 1000;
   VariantRuntime rt(model, settings);
-  std::atomic<int> wrong{0}, failed{0};
-  std::vector<std::thread> threads;
-  for (int t = 0; t < 6; ++t) {
-    threads.emplace_back([&, t] {
-      for (int i = 0; i < 200; ++i) {
-        Waitable w(1 + (i % 3), static_cast<float>((t * 200 + i) % 97) / 97.0f);
-        if (!rt.Submit(&w.job).has_value() || !w.Wait() || !w.status.has_value()) {
-          ++failed;
-          continue;
-        }
-        std::vector<float> expect(w.job.n);
-        if (!model->Score(w.rows.data(), w.job.n, expect.data()).has_value() || expect != w.out) ++wrong;
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
-  EXPECT_EQ(failed.load(), 0);
-  EXPECT_EQ(wrong.load(), 0);
+  SubmitFromThreads(rt, *model, /*threads=*/6, /*jobs=*/200, /*max_rows=*/3, /*values=*/97);
   EXPECT_EQ(rt.Stats().jobs, 1200);
 }
 
@@ -343,24 +351,7 @@ TEST(RuntimeTest, ManyThreadsSharingOneReplicaWithoutBatchWaitGetTheirOwnAnswers
   settings.max_batch_wait = 0us;
   settings.queue_capacity = 1000;
   VariantRuntime rt(model, settings);
-  std::atomic<int> wrong{0}, failed{0};
-  std::vector<std::thread> threads;
-  for (int t = 0; t < 8; ++t) {
-    threads.emplace_back([&, t] {
-      for (int i = 0; i < 500; ++i) {
-        Waitable w(1 + (i % 2), static_cast<float>((t * 500 + i) % 89) / 89.0f);
-        if (!rt.Submit(&w.job).has_value() || !w.Wait() || !w.status.has_value()) {
-          ++failed;
-          continue;
-        }
-        std::vector<float> expect(w.job.n);
-        if (!model->Score(w.rows.data(), w.job.n, expect.data()).has_value() || expect != w.out) ++wrong;
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
-  EXPECT_EQ(failed.load(), 0);
-  EXPECT_EQ(wrong.load(), 0);
+  SubmitFromThreads(rt, *model, /*threads=*/8, /*jobs=*/500, /*max_rows=*/2, /*values=*/89);
   const RuntimeStats stats = rt.Stats();
   EXPECT_EQ(stats.jobs, 4000);
   EXPECT_EQ(stats.in_flight, 0);
