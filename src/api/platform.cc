@@ -9,6 +9,7 @@
 #include <filesystem>
 
 #include "core/json.h"
+#include "core/posix.h"
 #include "events/webhook.h"
 #include "lineage/lineage.h"
 #include "serving/metrics.h"
@@ -59,9 +60,7 @@ Result<std::unique_ptr<Platform>> Assemble(const Config& config) {
   p->releases = std::make_unique<release::ReleaseService>(p->db.get(), p->registry.get(), p->serving.get(),
                                                           p->iam.get());
   pipeline::RunServiceOptions run_options;
-  run_options.step_slots = config.step_slots > 0
-                               ? config.step_slots
-                               : static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
+  run_options.step_slots = config.step_slots > 0 ? config.step_slots : std::max(2, UsableCpuCount());
   run_options.work_root = fs::absolute(fs::path(config.data_dir) / "work").string();
   run_options.slurm_conf = config.slurm_conf;
   run_options.slurm_partition = config.slurm_partition;

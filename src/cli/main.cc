@@ -523,7 +523,7 @@ int Main(int argc, char** argv) {
   setting(server, "address", "listen address (default 127.0.0.1)");
   setting(server, "port", "listen port (default 8080; 0 picks a free one)");
   setting(server, "http-threads", "threads for API handlers (default 4)");
-  setting(server, "http-loops", "event loops serving connections (default 0: one per core, at most 8)");
+  setting(server, "http-loops", "event loops serving connections (default 0: one per usable CPU, at most 8)");
   setting(server, "workers", "concurrent pipeline runs (default 2)");
   setting(server, "step-slots", "steps running at once on this server (default: the number of cores)");
   setting(server, "slurm-conf", "slurm.conf of a Slurm cluster for `executor: slurm` steps (default: none)");

@@ -1453,8 +1453,8 @@ void RunContext(ServerState* state, net::io_context* ioc, std::string name) {
 
 int LoopCount(const ServerOptions& options) {
   if (options.loops > 0) return std::min(options.loops, 64);
-  int cores = static_cast<int>(std::thread::hardware_concurrency());
-  return std::clamp(cores, 1, 8);
+  // One loop per CPU we may run on (taskset or a cpuset narrows it), at most 8.
+  return std::clamp(UsableCpuCount(), 1, 8);
 }
 
 }  // namespace

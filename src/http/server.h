@@ -50,7 +50,7 @@ struct ServerOptions {
   std::string address = "127.0.0.1";
   uint16_t port = 0;  // 0 = pick a free port
   int threads = 2;    // the handler pool
-  int loops = 0;      // event loops; 0 = one per core (at most 8)
+  int loops = 0;      // event loops; 0 = one per CPU of the affinity mask (at most 8)
   // The whole request must arrive within this; for a stream_body route, the
   // header, and then each piece of the body (no progress for this long).
   std::chrono::seconds read_timeout{30};
