@@ -9,7 +9,7 @@
 #include <filesystem>
 
 #include "core/json.h"
-#include "core/posix.h"
+#include "core/cpus.h"
 #include "events/webhook.h"
 #include "lineage/lineage.h"
 #include "serving/metrics.h"

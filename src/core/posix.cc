@@ -2,13 +2,11 @@
 
 #include <fcntl.h>
 #include <pthread.h>
-#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <thread>
 
 namespace takt {
 
@@ -59,16 +57,6 @@ void SetThreadName(std::string_view name) {
   std::memcpy(buf, name.data(), n);
   buf[n] = '\0';
   ::pthread_setname_np(::pthread_self(), buf);
-}
-
-int UsableCpuCount() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (::sched_getaffinity(0, sizeof(set), &set) == 0) {
-    const int n = CPU_COUNT(&set);
-    if (n > 0) return n;
-  }
-  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
 }
 
 }  // namespace takt

@@ -42,9 +42,4 @@ Status FsyncDir(const std::filesystem::path& dir);
 // keeps 15 bytes, the rest is cut. Best effort: a failure is ignored.
 void SetThreadName(std::string_view name);
 
-// CPUs this process may run on: its affinity mask (taskset, a cgroup cpuset),
-// not the machine's online count that std::thread::hardware_concurrency()
-// reports. At least 1.
-int UsableCpuCount();
-
 }  // namespace takt

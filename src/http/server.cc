@@ -29,6 +29,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include "core/cpus.h"
 #include "core/posix.h"
 #include "http/url.h"
 
