@@ -45,10 +45,16 @@ bench: build
 	$(BUILD)/bench/takt_release_bench --repeat $${BENCH_APPROVALS:-20} --out bench/results/release.md
 
 # takt's online inference vs Flask+gunicorn and a static nginx, with wrk (bench/serving/run.py; needs wrk,
-# nginx, gunicorn and python3-flask from Debian, so not part of `make bench`). About 8 minutes.
+# nginx, gunicorn and python3-flask from Debian, so not part of `make bench`). About 12 minutes.
 .PHONY: bench-serving
 bench-serving: build
 	/usr/bin/python3 bench/serving/run.py --takt $(BUILD)/takt --repeat $${BENCH_REPEAT:-3} --out bench/results/serving.md
+
+# The same with the servers on CPU 0 and wrk and the open-loop client on CPU 1 (neither waits for the other's core).
+.PHONY: bench-serving-pinned
+bench-serving-pinned: build
+	/usr/bin/python3 bench/serving/run.py --takt $(BUILD)/takt --repeat $${BENCH_REPEAT:-3} --server-cpus 0 --client-cpus 1 \
+	  --threads 1 --out bench/results/serving-pinned.md
 
 format:
 	clang-format -i $$(git ls-files 'src/*.cc' 'src/*.h')

@@ -30,8 +30,10 @@ constexpr size_t kMaxCategoryWords = size_t{1} << 24;
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 constexpr float kInfinity = std::numeric_limits<float>::infinity();
 
-// Rows walked through a tree in lock step, and rows and trees per cache block.
-constexpr size_t kBlockRows = 8;
+// Rows walked through a tree in lock step (kNarrowRows when no more than
+// that many are left), and rows and trees per cache block.
+constexpr size_t kBlockRows = 16;
+constexpr size_t kNarrowRows = 8;
 constexpr size_t kSuperRows = 128;
 constexpr size_t kChunkTrees = 16;
 constexpr size_t kRowTrees = 16;  // trees walked in lock step for one row
@@ -770,33 +772,33 @@ void MarginRow(const Forest& f, const float* row, float* out) {
   if (single) out[0] = sum;
 }
 
-// kBlockRows rows, transposed (feature j of lane r at block[j * kBlockRows +
-// r]), through trees [begin, end) in lock step; leaves added to acc[r][group]
-// for the first m rows.
-template <bool kMissing>
+// kLanes rows, transposed (feature j of lane r at block[j * kLanes + r]),
+// through trees [begin, end) in lock step; leaves added to acc[r][group] for
+// the first m rows.
+template <bool kMissing, size_t kLanes>
 void WalkBlock(const Forest& f, size_t begin, size_t end, const float* block, size_t m, float* acc) {
   // The leaves of a tree are added after the next tree's walk, so that their
   // loads overlap it.
-  float pending[kBlockRows];
+  float pending[kLanes];
   uint32_t pending_group = 0;
   bool have_pending = false;
   for (size_t t = begin; t < end; ++t) {
-    int32_t idx[kBlockRows];
+    int32_t idx[kLanes];
 #pragma GCC unroll 16
-    for (size_t r = 0; r < kBlockRows; ++r) idx[r] = f.roots[t];
+    for (size_t r = 0; r < kLanes; ++r) idx[r] = f.roots[t];
     const int depth = f.depths[t];
     if (f.categorical[t]) {
       for (int d = 0; d < depth; ++d) {
 #pragma GCC unroll 16
-        for (size_t r = 0; r < kBlockRows; ++r) {
-          idx[r] = Step<kMissing, true>(f.nodes, f.bits, idx[r], block + r, kBlockRows);
+        for (size_t r = 0; r < kLanes; ++r) {
+          idx[r] = Step<kMissing, true>(f.nodes, f.bits, idx[r], block + r, kLanes);
         }
       }
     } else {
       for (int d = 0; d < depth; ++d) {
 #pragma GCC unroll 16
-        for (size_t r = 0; r < kBlockRows; ++r) {
-          idx[r] = Step<kMissing, false>(f.nodes, f.bits, idx[r], block + r, kBlockRows);
+        for (size_t r = 0; r < kLanes; ++r) {
+          idx[r] = Step<kMissing, false>(f.nodes, f.bits, idx[r], block + r, kLanes);
         }
       }
     }
@@ -804,7 +806,7 @@ void WalkBlock(const Forest& f, size_t begin, size_t end, const float* block, si
       for (size_t r = 0; r < m; ++r) acc[r * f.num_groups + pending_group] += pending[r];
     }
 #pragma GCC unroll 16
-    for (size_t r = 0; r < kBlockRows; ++r) pending[r] = f.nodes[idx[r]].value;
+    for (size_t r = 0; r < kLanes; ++r) pending[r] = f.nodes[idx[r]].value;
     pending_group = f.groups[t];
     have_pending = true;
   }
@@ -830,27 +832,40 @@ void MarginRows(const Forest& f, const float* rows, size_t n, float* out) {
   std::fill(out, out + n * f.num_groups, f.base_margin);
   for (size_t s0 = 0; s0 < n; s0 += super) {
     const size_t s_rows = std::min(super, n - s0);
-    const size_t blocks = (s_rows + kBlockRows - 1) / kBlockRows;
-    bool missing[kSuperRows / kBlockRows];
-    for (size_t b = 0; b < blocks; ++b) {
-      float* block = buffer + b * kBlockRows * nf;
-      const size_t m = std::min(kBlockRows, s_rows - b * kBlockRows);
-      for (size_t r = 0; r < kBlockRows; ++r) {
-        const float* row = rows + (s0 + b * kBlockRows + std::min(r, m - 1)) * nf;
-        for (size_t j = 0; j < nf; ++j) block[j * kBlockRows + r] = row[j];
+    // Wide blocks, the last one narrow when no more than kNarrowRows rows
+    // are left for it (a lane past the rows repeats the last row).
+    struct Block {
+      const float* data;
+      size_t first;  // row
+      size_t lanes;
+      size_t m;  // rows
+      bool missing;
+    };
+    Block blocks[kSuperRows / kNarrowRows];
+    size_t count = 0;
+    float* data = buffer;
+    for (size_t r0 = 0; r0 < s_rows;) {
+      const size_t lanes = s_rows - r0 > kNarrowRows ? kBlockRows : kNarrowRows;
+      const size_t m = std::min(lanes, s_rows - r0);
+      for (size_t r = 0; r < lanes; ++r) {
+        const float* row = rows + (s0 + r0 + std::min(r, m - 1)) * nf;
+        for (size_t j = 0; j < nf; ++j) data[j * lanes + r] = row[j];
       }
-      missing[b] = AnyMissing(block, kBlockRows * nf);
+      blocks[count++] = {data, s0 + r0, lanes, m, AnyMissing(data, lanes * nf)};
+      data += lanes * nf;
+      r0 += m;
     }
     for (size_t chunk = 0; chunk < f.num_trees; chunk += kChunkTrees) {
       const size_t chunk_end = std::min(f.num_trees, chunk + kChunkTrees);
-      for (size_t b = 0; b < blocks; ++b) {
-        const float* block = buffer + b * kBlockRows * nf;
-        const size_t m = std::min(kBlockRows, s_rows - b * kBlockRows);
-        float* acc = out + (s0 + b * kBlockRows) * f.num_groups;
-        if (missing[b]) {
-          WalkBlock<true>(f, chunk, chunk_end, block, m, acc);
+      for (size_t b = 0; b < count; ++b) {
+        const Block& k = blocks[b];
+        float* acc = out + k.first * f.num_groups;
+        if (k.lanes == kBlockRows) {
+          k.missing ? WalkBlock<true, kBlockRows>(f, chunk, chunk_end, k.data, k.m, acc)
+                    : WalkBlock<false, kBlockRows>(f, chunk, chunk_end, k.data, k.m, acc);
         } else {
-          WalkBlock<false>(f, chunk, chunk_end, block, m, acc);
+          k.missing ? WalkBlock<true, kNarrowRows>(f, chunk, chunk_end, k.data, k.m, acc)
+                    : WalkBlock<false, kNarrowRows>(f, chunk, chunk_end, k.data, k.m, acc);
         }
       }
     }
@@ -863,7 +878,7 @@ void TreeEnsemble::PredictMargin(const float* rows, size_t n, float* out) const 
   const Forest f{nodes_.data(),        cat_bits_.data(), roots_.data(),       depths_.data(),
                  group_depths_.data(), groups_.data(),   categorical_.data(), roots_.size(),
                  num_groups_,          num_features_,    base_margin_};
-  if (n >= kBlockRows / 2) {
+  if (n >= kNarrowRows / 2) {
     MarginRows(f, rows, n, out);
     return;
   }
