@@ -8,8 +8,8 @@
 
 #include <filesystem>
 
-#include "core/json.h"
 #include "core/cpus.h"
+#include "core/json.h"
 #include "events/webhook.h"
 #include "lineage/lineage.h"
 #include "serving/metrics.h"

@@ -10,6 +10,8 @@
 #include <thread>
 #include <vector>
 
+#include "core/strings.h"
+
 namespace takt {
 namespace cpus_internal {
 namespace {
@@ -36,19 +38,8 @@ std::optional<long long> ParseInt(std::string_view s) {
   return v;
 }
 
-std::vector<std::string_view> Split(std::string_view s, char sep) {
-  std::vector<std::string_view> out;
-  size_t start = 0;
-  while (true) {
-    size_t at = s.find(sep, start);
-    out.push_back(s.substr(start, at == std::string_view::npos ? std::string_view::npos : at - start));
-    if (at == std::string_view::npos) return out;
-    start = at + 1;
-  }
-}
-
 bool HasToken(std::string_view list, std::string_view token) {
-  for (std::string_view t : Split(list, ',')) {
+  for (std::string_view t : SplitView(list, ',')) {
     if (t == token) return true;
   }
   return false;
@@ -76,8 +67,8 @@ struct Mount {
 
 // The mount of the v1 `cpu` controller (v2 = false) or of the v2 hierarchy.
 std::optional<Mount> FindMount(std::string_view mountinfo, bool v2) {
-  for (std::string_view line : Split(mountinfo, '\n')) {
-    std::vector<std::string_view> f = Split(line, ' ');
+  for (std::string_view line : SplitView(mountinfo, '\n')) {
+    std::vector<std::string_view> f = SplitView(line, ' ');
     auto dash = std::find(f.begin(), f.end(), std::string_view("-"));
     if (dash - f.begin() < 6 || f.end() - dash < 4) continue;
     std::string_view fstype = dash[1];
@@ -105,7 +96,7 @@ std::string Join(const Mount& m, std::string_view cgroup_path) {
 }  // namespace
 
 std::optional<double> CpuMaxLimit(std::string_view cpu_max) {
-  std::vector<std::string_view> parts = Split(Trim(cpu_max), ' ');
+  std::vector<std::string_view> parts = SplitView(Trim(cpu_max), ' ');
   if (parts.size() != 2) return std::nullopt;
   std::optional<long long> period = ParseInt(parts[1]);
   if (!period || *period <= 0 || parts[0] == "max") return std::nullopt;
@@ -124,7 +115,7 @@ std::optional<double> CfsQuotaLimit(std::string_view quota, std::string_view per
 std::optional<CgroupCpuDir> FindCgroupCpuDir(std::string_view cgroup, std::string_view mountinfo) {
   std::optional<std::string> v1_path;
   std::optional<std::string> v2_path;
-  for (std::string_view line : Split(cgroup, '\n')) {
+  for (std::string_view line : SplitView(cgroup, '\n')) {
     // hierarchy-ID:controller-list:path (the path itself may hold ':').
     size_t a = line.find(':');
     if (a == std::string_view::npos) continue;
